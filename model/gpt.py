@@ -60,7 +60,8 @@ def rope_tables(n_pos: int, head_dim: int, base: float = ROPE_BASE) -> tuple[Ten
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate pairs (x[..., i], x[..., i + d/2]) of x (..., T, d) by the angles in cos/sin (T, d/2)."""
-    x1, x2 = x.float().chunk(2, -1)  # fp32 so low-precision runs keep accurate angles
+    # at least fp32 so low-precision runs keep accurate angles
+    x1, x2 = x.to(torch.promote_types(x.dtype, torch.float32)).chunk(2, -1)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).type_as(x)
 
 
