@@ -1,0 +1,232 @@
+"""Plot training curves: `python -m llm_tiny.plot runs/<run> [runs/<other> ...]` writes runs/plot.png.
+
+Left panel: train and validation loss; right panel: validation perplexity (or bits per byte), each run
+one colour, named after its folder. Without run arguments the most recently written log.csv under
+runs/ is plotted (what `make plot` does).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, and no GUI backend is ever imported
+
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import yaml  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import EngFormatter, FuncFormatter  # noqa: E402
+
+from llm_tiny.errors import ArgumentParser, UserError, cli  # noqa: E402
+
+X_AXES = {"step": "step", "tokens": "tokens seen", "seconds": "wall-clock seconds"}
+METRICS = {
+    "ppl": ("val_ppl", "validation perplexity"),
+    "bpb": ("val_bpb", "validation bits per byte"),
+}
+NEEDED = ("step", "train_loss", "val_loss")
+
+
+@dataclass
+class RunLog:
+    """One run's log.csv as columns of floats (nan where a row left a cell empty)."""
+
+    name: str
+    path: Path
+    cols: dict[str, list[float]] = field(default_factory=dict)
+    tokens_per_step: int | None = None
+
+    def series(self, y: str, x: str) -> tuple[list[float], list[float]]:
+        """Points (x, y) of the rows where both are finite numbers."""
+        xs, ys = self.x_values(x), self.cols.get(y, [])
+        pts = [
+            (a, b) for a, b in zip(xs, ys, strict=False) if math.isfinite(a) and math.isfinite(b)
+        ]
+        return [a for a, _ in pts], [b for _, b in pts]
+
+    def x_values(self, x: str) -> list[float]:
+        """The x coordinate of every row: step, tokens seen (step x tokens per step) or seconds."""
+        if x == "seconds":
+            if "elapsed_s" not in self.cols:
+                raise UserError(f"{self.path} has no elapsed_s column to plot against seconds")
+            return self.cols["elapsed_s"]
+        if x == "tokens":
+            if self.tokens_per_step is None:
+                raise UserError(
+                    f"cannot plot {self.name} against tokens: no config.yaml with "
+                    "train.batch_size and model.block_size next to its log.csv"
+                )
+            return [s * self.tokens_per_step for s in self.cols["step"]]
+        return self.cols["step"]
+
+
+def _float(cell: str | None) -> float:
+    try:
+        return float(cell) if cell not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def find_log(run: str | os.PathLike[str]) -> Path:
+    """The log.csv of a run folder (or the file itself when given a .csv path)."""
+    p = Path(run)
+    log = p if p.suffix == ".csv" else p / "log.csv"
+    if not log.is_file():
+        raise UserError(f"no log.csv at {log}; give a run folder such as runs/tiny")
+    return log
+
+
+def latest_log(root: str | os.PathLike[str] = "runs") -> Path:
+    """The most recently modified log.csv under `root` (sweep points included)."""
+    logs = list(Path(root).glob("**/log.csv"))
+    if not logs:
+        raise UserError(f"no runs with a log.csv under {root}/; train one first (make train)")
+    return max(logs, key=lambda p: p.stat().st_mtime)
+
+
+def run_name(log: Path, root: str | os.PathLike[str] = "runs") -> str:
+    """A legend label: the run folder relative to `root` (e.g. tiny, or sweep/point), else its name."""
+    folder = log.parent.resolve()
+    try:
+        rel = folder.relative_to(Path(root).resolve())
+        return rel.as_posix() if rel.parts else folder.name
+    except ValueError:
+        return folder.name
+
+
+def read_log(log: Path, name: str | None = None) -> RunLog:
+    """Read a log.csv (and the run's config.yaml, for tokens per step) into a RunLog."""
+    try:
+        with log.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"cannot read {log}: {e}") from None
+    if not rows:
+        raise UserError(f"{log} has no rows yet; let the run log a few steps first")
+    missing = [c for c in NEEDED if c not in rows[0]]
+    if missing:
+        raise UserError(f"{log} lacks column(s) {', '.join(missing)}; is it a training log.csv?")
+    cols = {c: [_float(r.get(c)) for r in rows] for c in rows[0] if c is not None}
+    return RunLog(name or log.parent.name, log, cols, _tokens_per_step(log.parent / "config.yaml"))
+
+
+def _tokens_per_step(cfg_path: Path) -> int | None:
+    # batch_size counts sequences per optimizer step over all processes (see llm_tiny.config)
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        return int(cfg["train"]["batch_size"]) * int(cfg["model"]["block_size"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _spread(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    return max(finite) / min(finite) if finite else 1.0
+
+
+def _log_y(ax: plt.Axes, spread: float) -> None:
+    """Log y axis with plain numbers (3, 4, 100) instead of 3x10^0 and 10^2."""
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    # inside one decade the only major tick may be off-screen: label the 2..9 ticks too
+    ax.yaxis.set_minor_formatter(plain if spread < 15 else FuncFormatter(lambda v, _: ""))
+
+
+def plot_runs(
+    runs: Sequence[RunLog], out: str | os.PathLike[str], x: str = "step", metric: str = "ppl"
+) -> Path:
+    """Draw loss and the validation metric of every run into one PNG at `out`; return its path."""
+    col, label = METRICS[metric]
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    all_loss: list[float] = []
+    all_val: list[float] = []
+    for i, run in enumerate(runs):
+        c = colors[i % len(colors)]
+        tx, ty = run.series("train_loss", x)
+        vx, vy = run.series("val_loss", x)
+        mx, my = run.series(col, x)
+        ax_loss.plot(tx, ty, color=c, lw=1.0, alpha=0.55, ls="--")
+        ax_loss.plot(vx, vy, color=c, lw=1.8, marker="o", ms=3)
+        ax_val.plot(mx, my, color=c, lw=1.8, marker="o", ms=3, label=run.name)
+        all_loss += ty + vy
+        all_val += my
+    # A log axis only helps when values span a wide range (early loss vs late loss, ppl from
+    # hundreds down to a few); over a narrow range it just squeezes the tick labels.
+    if _spread(all_loss) > 2:
+        _log_y(ax_loss, _spread(all_loss))
+    if metric == "ppl" and _spread(all_val) > 3:
+        _log_y(ax_val, _spread(all_val))
+    ax_loss.set(xlabel=X_AXES[x], ylabel="cross-entropy loss (nats/token)", title="loss")
+    ax_val.set(xlabel=X_AXES[x], ylabel=label, title=label)
+    style = [
+        Line2D([], [], color="gray", lw=1.0, ls="--", alpha=0.7, label="train"),
+        Line2D([], [], color="gray", lw=1.8, marker="o", ms=3, label="validation"),
+    ]
+    ax_loss.legend(handles=style, loc="upper right", fontsize=9)
+    ax_val.legend(loc="upper right", fontsize=9, title="run", title_fontsize=9)
+    for ax in (ax_loss, ax_val):
+        ax.grid(True, which="major", alpha=0.3)
+        if x == "tokens":
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 500k, 1M rather than 1e6 offsets
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_sweep(
+    rows: Sequence[Mapping[str, str]], out: str | os.PathLike[str], title: str = "sweep"
+) -> Path:
+    """Horizontal bars of validation perplexity per sweep point, best first and highlighted."""
+    ranked = sorted(rows, key=lambda r: float(r["val_ppl"]))
+    names = [r["point"] for r in ranked]
+    ppl = [float(r["val_ppl"]) for r in ranked]
+    height = 1.6 + 0.42 * len(ranked)
+    width = min(16.0, 7.0 + 0.075 * max(len(n) for n in names))  # room for long point names
+    fig, ax = plt.subplots(figsize=(width, height), constrained_layout=True)
+    colors = ["tab:orange" if i == 0 else "tab:blue" for i in range(len(ranked))]
+    bars = ax.barh(range(len(ranked)), ppl, color=colors, height=0.65)
+    ax.set_yticks(range(len(ranked)), names, fontsize=9)
+    ax.invert_yaxis()  # best on top
+    for i, (b, v) in enumerate(zip(bars, ppl, strict=True)):
+        label = f"{v:.4g}" + ("  (best)" if i == 0 else "")
+        ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {label}", va="center", fontsize=9)
+    ax.set_xlim(0, max(ppl) * 1.25)  # leaves room for the value labels
+    ax.set(xlabel="validation perplexity (lower is better)", title=title)
+    ax.grid(True, axis="x", alpha=0.3)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    """Plot one or more runs' log.csv into a PNG."""
+    ap = ArgumentParser(prog="python -m llm_tiny.plot", description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="*", help="run folders (or log.csv files); none: the latest run")
+    ap.add_argument("--x", choices=sorted(X_AXES), default="step", help="x axis (default: step)")
+    ap.add_argument("--metric", choices=sorted(METRICS), default="ppl", help="right panel")
+    ap.add_argument("--root", default="runs", help="where runs live (default: runs)")
+    ap.add_argument("--out", default=None, help="PNG to write (default: <root>/plot.png)")
+    args = ap.parse_args(argv)
+    logs = [find_log(r) for r in args.runs] if args.runs else [latest_log(args.root)]
+    runs = [read_log(log, run_name(log, args.root)) for log in logs]
+    out = plot_runs(runs, args.out or Path(args.root) / "plot.png", x=args.x, metric=args.metric)
+    print(f"wrote {out} ({', '.join(r.name for r in runs)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
