@@ -1,0 +1,165 @@
+"""Self-contained checkpoints: written atomically, read with `weights_only=True`, checked before use.
+
+A checkpoint is a dict of tensors and plain Python values (see `KEYS`): the model and its config, the
+resolved run config, optimizer and grad-scaler state, the step, the best validation loss, every RNG state
+the run uses, the bookkeeping a bit-exact resume needs, and the tokenizer itself as JSON. `sample` and
+`eval` need nothing else. Loading never unpickles code: torch's weights-only unpickler refuses it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llm_tiny.errors import UserError, one_line
+from llm_tiny.files import atomic_write_bytes
+from model.gpt import GPTConfig, TinyGPT
+from tok.bpe import Tokenizer, TokenizerError
+
+FORMAT = "llm-tiny checkpoint"
+VERSION = 1
+# key -> the types its value may have (bool is an int to Python; step must not be one)
+KEYS: dict[str, tuple[type, ...]] = {
+    "format": (str,),
+    "version": (int,),
+    "model": (dict,),
+    "model_config": (dict,),
+    "config": (dict,),
+    "optimizer": (dict,),
+    "scaler": (dict,),
+    "step": (int,),
+    "best_val_loss": (float, type(None)),
+    "rng": (dict,),
+    "train_state": (dict,),
+    "tokenizer": (str,),
+    "tokenizer_fingerprint": (str,),
+}
+_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
+
+
+def clean_state_dict(sd: Mapping[str, Any]) -> dict[str, Any]:
+    """The state dict with DDP/compile wrapper prefixes removed from every key."""
+    out = {}
+    for k, v in sd.items():
+        while k.startswith(_PREFIXES):
+            k = k.split(".", 1)[1]
+        out[k] = v
+    return out
+
+
+def to_bytes(state: Mapping[str, Any]) -> bytes:
+    """Serialize a checkpoint dict once (so ckpt_best and ckpt_last share one serialization)."""
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    return buf.getvalue()
+
+
+def save_checkpoint(state: Mapping[str, Any], paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Atomically write `state` to each path; a failed write leaves that path's old file intact."""
+    data = to_bytes(state)
+    for p in paths:
+        try:
+            atomic_write_bytes(p, data)
+        except OSError as e:
+            raise UserError(
+                f"could not write checkpoint {p}: {e.strerror or e}; the previous file is intact"
+            ) from None
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
+    """Read and structurally check a checkpoint; any problem is a one-line UserError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint {p} not found")
+    if p.stat().st_size == 0:
+        raise UserError(f"checkpoint {p} is empty")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserError(
+            f"checkpoint {p} refused: not plain tensors and values (loading it could run code): "
+            f"{one_line(e)[:200]}"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as e:
+        raise UserError(f"checkpoint {p} is corrupt or truncated: {one_line(e)[:200]}") from None
+    except Exception as e:  # the unpickler can raise nearly anything on hostile bytes
+        raise UserError(
+            f"checkpoint {p} is unreadable: {type(e).__name__}: {one_line(e)[:200]}"
+        ) from None
+    validate_checkpoint(ckpt, p)
+    return ckpt
+
+
+def validate_checkpoint(ckpt: object, path: str | os.PathLike[str]) -> None:
+    """Check the checkpoint's keys, their types, the model config and the tokenizer it carries."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path} is not an llm-tiny checkpoint")
+    missing = [k for k in KEYS if k not in ckpt]
+    if missing:
+        raise UserError(f"checkpoint {path} lacks {', '.join(missing)}")
+    for k, types in KEYS.items():
+        if not isinstance(ckpt[k], types) or (isinstance(ckpt[k], bool) and bool not in types):
+            raise UserError(f"checkpoint {path}: {k} has type {type(ckpt[k]).__name__}")
+    if ckpt["version"] != VERSION:
+        raise UserError(f"checkpoint {path} has format version {ckpt['version']}, need {VERSION}")
+    if not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt["model"].items()
+    ):
+        raise UserError(f"checkpoint {path}: model state is not a mapping of names to tensors")
+    model_config(ckpt, path)
+    tokenizer_of(ckpt, path)
+
+
+def model_config(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> GPTConfig:
+    """The GPTConfig the checkpoint's model was built with."""
+    mc = ckpt["model_config"]
+    known = {f.name for f in fields(GPTConfig)}
+    unknown = sorted(set(mc) - known)
+    if unknown:
+        raise UserError(f"checkpoint {path}: unknown model config keys {', '.join(unknown)}")
+    try:
+        return GPTConfig(**mc)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"checkpoint {path}: bad model config: {one_line(e)}") from None
+
+
+def tokenizer_of(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> Tokenizer:
+    """The tokenizer stored in the checkpoint, checked against its fingerprint and the model's vocab."""
+    try:
+        tok = Tokenizer.from_json(ckpt["tokenizer"])
+    except (TokenizerError, ValueError, TypeError, KeyError) as e:
+        raise UserError(f"checkpoint {path}: bad tokenizer: {one_line(e)}") from None
+    if tok.fingerprint() != ckpt["tokenizer_fingerprint"]:
+        raise UserError(f"checkpoint {path}: tokenizer does not match its recorded fingerprint")
+    vocab = ckpt["model_config"].get("vocab_size")
+    if tok.vocab_size != vocab:
+        raise UserError(
+            f"checkpoint {path}: its tokenizer has {tok.vocab_size} tokens but its model "
+            f"expects vocab_size {vocab}"
+        )
+    return tok
+
+
+def build_model(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> TinyGPT:
+    """A TinyGPT with the checkpoint's config and weights (on CPU, in eval mode)."""
+    model = TinyGPT(model_config(ckpt, path))
+    load_weights(model, ckpt["model"], path)
+    return model.eval()
+
+
+def load_weights(
+    model: torch.nn.Module, sd: Mapping[str, Any], path: str | os.PathLike[str]
+) -> None:
+    """load_state_dict(strict) with mismatches reported as a UserError naming the file."""
+    try:
+        model.load_state_dict(clean_state_dict(sd), strict=True)
+    except RuntimeError as e:
+        raise UserError(f"checkpoint {path} does not fit the model: {one_line(e)[:300]}") from None

@@ -1,0 +1,120 @@
+"""Sample text from a checkpoint, printing each token as it comes.
+
+    python -m llm_tiny.sample --ckpt runs/tiny/ckpt_best.pt --prompt "Hello" --steps 100 --seed 1
+
+The same checkpoint, prompt, flags and --seed give the same text. Tokens are byte sequences: a character
+split across tokens is printed once all of its bytes have arrived.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import sys
+from collections.abc import Iterator
+
+import torch
+
+from llm_tiny import checkpoint as ckpt_io
+from llm_tiny.errors import ArgumentParser, UserError, cli
+from llm_tiny.train import pick_device
+from model.gpt import KVCache, TinyGPT, sample_logits
+
+
+@torch.no_grad()
+def stream(
+    model: TinyGPT,
+    prompt: list[int],
+    steps: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """Yield `steps` sampled token ids one at a time: the same ids as model.generate with the same
+    arguments and generator state (its window rule: once the block is full, restart from its last
+    block_size // 2 tokens and rebuild the KV cache once)."""
+    W, dev = model.cfg.block_size, next(model.parameters()).device
+    model.eval()
+    ids = list(prompt)
+    cache = KVCache(model.cfg, 1)
+    n, fresh = min(len(ids), W), True  # tokens in the window; whether the cache must be rebuilt
+    for _ in range(steps):
+        if fresh:
+            cache.reset()
+        window = ids[-n:] if fresh else ids[-1:]
+        h = model.hidden(torch.tensor([window], device=dev), cache)
+        nxt = int(sample_logits(model.lm_head(h[:, -1]), temperature, top_k, top_p, generator))
+        ids.append(nxt)
+        yield nxt
+        fresh = n == W
+        n = max(1, W // 2) if n == W else n + 1
+
+
+def check_flags(steps: int, temp: float, top_k: int, top_p: float, num_samples: int) -> None:
+    """UserError for a sampling flag out of range."""
+    if steps < 0:
+        raise UserError(f"--steps must be >= 0, got {steps}")
+    if not (temp > 0 and math.isfinite(temp)):
+        raise UserError(f"--temp must be a positive number, got {temp}")
+    if top_k < 0:
+        raise UserError(f"--top_k must be >= 0 (0 turns it off), got {top_k}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"--top_p must be in (0, 1] (1 turns it off), got {top_p}")
+    if num_samples < 1:
+        raise UserError(f"--num_samples must be >= 1, got {num_samples}")
+
+
+def write(text: str) -> None:
+    """Print without a newline, now (a terminal that can't show a character gets a replacement)."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        enc = sys.stdout.encoding or "ascii"
+        sys.stdout.write(text.encode(enc, "replace").decode(enc))
+    sys.stdout.flush()
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    """python -m llm_tiny.sample --ckpt CKPT [--prompt TEXT] [--steps N] ..."""
+    p = ArgumentParser(
+        prog="python -m llm_tiny.sample",
+        description="Generate text from a checkpoint, streaming tokens as they come.",
+        epilog='example: python -m llm_tiny.sample --ckpt runs/tiny/ckpt_best.pt --prompt "Hello" '
+        "--steps 100 --top_k 50 --top_p 0.95 --temp 0.9 --seed 1",
+    )
+    p.add_argument("--ckpt", required=True, help="checkpoint file")
+    p.add_argument("--prompt", default="\n", help='text to continue (default: a newline; "" too)')
+    p.add_argument("--steps", type=int, default=200, help="tokens to generate per sample")
+    p.add_argument("--temp", type=float, default=0.9, help="softmax temperature, > 0")
+    p.add_argument("--top_k", type=int, default=50, help="keep the k likeliest tokens (0: all)")
+    p.add_argument("--top_p", type=float, default=0.95, help="nucleus mass in (0, 1] (1: all)")
+    p.add_argument("--seed", type=int, default=1, help="same seed, same text")
+    p.add_argument("--num_samples", type=int, default=1, help="samples to draw, one after another")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
+    a = p.parse_args(argv)
+    check_flags(a.steps, a.temp, a.top_k, a.top_p, a.num_samples)
+    ck = ckpt_io.load_checkpoint(a.ckpt)
+    tok = ckpt_io.tokenizer_of(ck, a.ckpt)
+    model = ckpt_io.build_model(ck, a.ckpt)
+    dev = pick_device(a.device, 0)
+    model.to(dev)
+    prompt_text = a.prompt or "\n"
+    prompt = tok.encode(prompt_text)
+    gen = torch.Generator(device=dev).manual_seed(a.seed)
+    top_k = a.top_k or None
+    top_p = None if a.top_p >= 1 else a.top_p
+    for i in range(a.num_samples):
+        if a.num_samples > 1:
+            write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n")
+        write(prompt_text)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for t in stream(model, prompt, a.steps, a.temp, top_k, top_p, gen):
+            write(decoder.decode(tok.decode_bytes([t])))
+        write(decoder.decode(b"", final=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,632 @@
+"""Train a TinyGPT from a YAML config plus `key=value` overrides; resumable bit for bit on CPU.
+
+    python -m llm_tiny.train configs/tiny.yaml train.max_steps=500 model.rope=true
+    torchrun --nproc_per_node=2 -m llm_tiny.train configs/tiny.yaml      # data parallel
+
+A run folder (train.out_dir) holds config.yaml, log.csv, ckpt_last.pt and ckpt_best.pt. log.csv gets a row
+every log_interval steps and at every evaluation (val_* columns are empty on rows without one); train_loss
+is the mean training loss over the steps since the previous row. Step 0 is an evaluation of the untrained
+model. Ctrl-C or SIGTERM saves ckpt_last.pt at the end of the current step and exits non-zero;
+train.resume=true continues from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from llm_tiny import checkpoint as ckpt_io
+from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config
+from llm_tiny.data import Corpus, fixed_offsets, get_batch, prepare, windows
+from llm_tiny.errors import ArgumentParser, RunError, UserError, cli, one_line
+from llm_tiny.files import RunLock, atomic_write_text
+from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
+from llm_tiny.optim import build_optimizer, lr_at
+from model.gpt import GPTConfig, TinyGPT
+
+LOG_FIELDS = (
+    "step",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_ppl",
+    "val_bpb",
+    "tokens_per_s",
+    "elapsed_s",
+)
+TIMING_FIELDS = (
+    "tokens_per_s",
+    "elapsed_s",
+)  # wall-clock columns: the only ones a resume may change
+RUN_FILES = ("log.csv", "eval.csv", "ckpt_last.pt", "ckpt_best.pt")
+PLAN_FRACTION = 0.02  # of the time budget spent timing steps before laying out the LR schedule
+PLAN_MAX_S = 10.0
+PLAN_MARGIN = 0.97  # plan to finish a little early: the CPU is shared and steps get slower
+
+
+@dataclass
+class Hooks:
+    """Test and tooling hooks: after_step(step) runs after each optimizer step (step = updates done)."""
+
+    after_step: Callable[[int], None] | None = None
+
+
+@dataclass
+class Dist:
+    """Where this process sits in a (possibly single-process) data-parallel job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def master(self) -> bool:
+        """Rank 0 alone logs and writes files."""
+        return self.rank == 0
+
+
+def gpt_config(model: ModelCfg, vocab_size: int) -> GPTConfig:
+    """The model.gpt.GPTConfig for a config's model section and a tokenizer's vocabulary size."""
+    try:
+        return GPTConfig(
+            vocab_size=vocab_size, **{f.name: getattr(model, f.name) for f in fields(model)}
+        )
+    except ValueError as e:
+        raise UserError(f"bad model config: {one_line(e)}") from None
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    """train.device to a torch.device; auto is this rank's GPU when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise UserError(f"bad value for train.device: {name!r} ({one_line(e)})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device asks for CUDA but torch sees no GPU (use train.device=cpu)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("train.device=mps but this machine has no MPS backend")
+    return dev
+
+
+def pick_amp(amp: str, dev: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None: full fp32) for train.amp on this device."""
+    if amp == "auto":
+        if dev.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and dev.type != "cuda":
+        raise UserError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 or off")
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def autocast(dev: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """An autocast context for dtype, or a no-op for full precision."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=dev.type, dtype=dtype)
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set a flag the loop checks after each step; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopSignal]:
+        """Install the handlers for the duration of the block (main thread only; else a no-op)."""
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        try:
+            yield self
+        finally:
+            for signum, handler in self._old.items():
+                signal.signal(signum, handler)
+            self._old.clear()
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    """log.csv rows as dicts (a torn last line from a crash is dropped)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(rows[0]) != LOG_FIELDS:
+        return []
+    return [dict(zip(LOG_FIELDS, r, strict=True)) for r in rows[1:] if len(r) == len(LOG_FIELDS)]
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep only log.csv rows up to `step`: a resumed run rewrites the rows after its checkpoint."""
+    rows = [r for r in read_log(path) if r["step"].isdigit() and int(r["step"]) <= step]
+    lines = [",".join(LOG_FIELDS)] + [",".join(r[k] for k in LOG_FIELDS) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+class Trainer:
+    """One training run: built from a Config, driven by run(); rank 0 writes, every rank computes."""
+
+    def __init__(self, cfg: Config, hooks: Hooks | None = None, log: Callable[[str], None] = print):
+        self.cfg, self.hooks = cfg, hooks or Hooks()
+        self.dist = Dist(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
+        self._log = log
+        self.bar: tqdm | None = None
+        t = cfg.train
+        per_rank, rem = divmod(t.batch_size, self.dist.world_size)
+        if rem or per_rank % t.grad_accum:
+            raise UserError(
+                f"train.batch_size ({t.batch_size}) must be divisible by processes x grad_accum "
+                f"({self.dist.world_size} x {t.grad_accum})"
+            )
+        self.micro = per_rank // t.grad_accum
+        self.out = Path(t.out_dir or "runs/default")
+        self.last_path, self.best_path = self.out / "ckpt_last.pt", self.out / "ckpt_best.pt"
+
+    def log(self, msg: str) -> None:
+        """Print a line from rank 0, above the progress bar if there is one."""
+        if self.dist.master:
+            if self.bar is not None and not self.bar.disable:
+                self.bar.write(msg)
+            else:
+                self._log(msg)
+
+    def run(self) -> dict[str, float]:
+        """Prepare, train, evaluate and checkpoint; returns the final metrics."""
+        lock = RunLock(self.out).acquire() if self.dist.master else None
+        try:
+            return self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg, t, d = self.cfg, self.cfg.train, self.dist
+        self.device = pick_device(t.device, d.local_rank)
+        self.amp_dtype = pick_amp(t.amp, self.device)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        resume = None
+        if t.resume and self.last_path.is_file():
+            resume = ckpt_io.load_checkpoint(self.last_path)
+        elif t.resume:
+            self.log(f"note: no {self.last_path} to resume from; starting fresh")
+        if d.master:  # rank 0 trains/encodes, the others then read its cache
+            self.corpus = self._prepare(resume)
+        if d.world_size > 1:
+            dist.barrier()
+        if not d.master:
+            self.corpus = self._prepare(resume)
+        self.corpus.check_length(cfg.model.block_size, cfg.data.path)
+        tok = self.corpus.tokenizer
+        self.gcfg = gpt_config(cfg.model, tok.vocab_size)
+        torch.manual_seed(t.seed)
+        self.model = TinyGPT(self.gcfg).to(self.device)
+        self.opt = build_optimizer(
+            self.model, t.lr, t.weight_decay, (t.beta1, t.beta2), self.device.type
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.gen = torch.Generator().manual_seed(t.seed)
+        self.step, self.best = 0, math.inf
+        self.pending: list[torch.Tensor | float] = []
+        self.total, self.planned, self.elapsed0 = t.max_steps, t.time_budget_s is None, 0.0
+        if resume is not None:
+            self._restore(resume)
+        if d.master:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if resume is None:
+                for name in RUN_FILES:
+                    (self.out / name).unlink(missing_ok=True)
+            else:
+                truncate_log(self.out / "log.csv", self.step)
+            save_config(cfg, self.out / "config.yaml")
+            self.csv = CSVLogger(self.out / "log.csv", LOG_FIELDS)
+        self.fwd: torch.nn.Module = self.model
+        if t.compile:
+            self.fwd = torch.compile(self.model)  # type: ignore[assignment]
+        self.ddp = None
+        if d.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DDP(self.fwd, device_ids=ids)
+            self.fwd = self.ddp
+        self.val_offsets = fixed_offsets(
+            self.corpus.val, cfg.model.block_size, t.eval_batches * t.batch_size
+        )
+        self.token_bytes = torch.from_numpy(self.corpus.token_bytes).to(self.device)
+
+    def _prepare(self, resume: dict | None) -> Corpus:
+        tok = None if resume is None else ckpt_io.tokenizer_of(resume, self.last_path)
+        show = self.cfg.train.progress and sys.stderr.isatty()
+        return prepare(self.cfg.data, tokenizer=tok, log=self.log, progress=show)
+
+    def _restore(self, ck: dict[str, Any]) -> None:
+        """Load model, optimizer, scaler, RNG and loop state from a checkpoint."""
+        if asdict(self.gcfg) != ck["model_config"]:
+            raise UserError(
+                f"{self.last_path} was trained with model {ck['model_config']}, but the config "
+                f"now asks for {asdict(self.gcfg)}"
+            )
+        ckpt_io.load_weights(self.model, ck["model"], self.last_path)
+        try:
+            self.opt.load_state_dict(ck["optimizer"])
+            self.scaler.load_state_dict(ck["scaler"])
+            rng, st = ck["rng"], ck["train_state"]
+            torch.set_rng_state(rng["torch"])
+            if self.device.type == "cuda" and rng.get("cuda"):
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            self.gen.set_state(rng["data"])
+            self.total, self.planned = int(st["total_steps"]), bool(st["planned"])
+            self.elapsed0, self.pending = float(st["elapsed_s"]), [float(x) for x in st["pending"]]
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise UserError(
+                f"{self.last_path}: cannot restore training state: {one_line(e)}"
+            ) from None
+        self.step = ck["step"]
+        self.best = math.inf if ck["best_val_loss"] is None else ck["best_val_loss"]
+        if (
+            self.planned
+        ):  # a budgeted run keeps the schedule it laid out; otherwise max_steps may grow
+            self.total = max(self.total, self.step)
+        else:
+            self.total = self.cfg.train.max_steps
+        self.log(f"resumed from {self.last_path} at step {self.step}")
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def _run(self) -> dict[str, float]:
+        d = self.dist
+        self._setup()
+        t = self.cfg.train
+        n_params = self.model.num_params()
+        self.log(
+            f"{n_params:,} parameters, vocab {self.gcfg.vocab_size}, "
+            f"{self.corpus.train.n:,} train / {self.corpus.val.n:,} val tokens, device {self.device}"
+            + (f", {d.world_size} processes" if d.world_size > 1 else "")
+        )
+        self.t0 = time.perf_counter() - self.elapsed0
+        self.row_time, self.row_step, self.eval_time = time.perf_counter(), self.step, 0.0
+        self.last_saved = self.step if self.last_path.is_file() and t.resume else None
+        metrics: dict[str, float] = {}
+        if self.step == 0:
+            metrics = self._evaluate_and_log(0, None)
+        show = t.progress and d.master and sys.stderr.isatty()
+        self.bar = tqdm(total=self.total, initial=self.step, disable=not show, dynamic_ncols=True)
+        stop = StopSignal()
+        try:
+            with stop.installed():
+                metrics = self._loop(stop) or metrics
+        finally:
+            self.bar.close()
+            self.bar = None
+        if not metrics:  # resumed a finished run: report without logging a duplicate row
+            metrics = self._evaluate()
+        metrics.update(
+            step=float(self.step),
+            best_val_loss=self.best,
+            params=float(n_params),
+            elapsed_s=self.elapsed(),
+            total_steps=float(self.total),
+        )
+        self.log(
+            f"done: step {self.step}, val loss {metrics['val_loss']:.4f}, "
+            f"ppl {metrics['val_ppl']:.2f}, bpb {metrics['val_bpb']:.4f}, "
+            f"best {self.best:.4f} ({self.best_path}), {metrics['elapsed_s']:.1f} s"
+        )
+        return metrics
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, across resumes."""
+        return time.perf_counter() - self.t0
+
+    def _loop(self, stop: StopSignal) -> dict[str, float]:
+        t, d, model_bs = self.cfg.train, self.dist, self.cfg.model.block_size
+        metrics: dict[str, float] = {}
+        first_step, plan_start = self.step, None
+        params = list(self.model.parameters())
+        while self.step < self.total:
+            lr = lr_at(self.step, t.lr, t.min_lr, t.warmup_steps, self.total)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            x, y = get_batch(
+                self.corpus.train, t.batch_size, model_bs, self.gen, d.rank, d.world_size
+            )
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            step_loss = torch.zeros((), device=self.device)
+            for i in range(t.grad_accum):
+                xb, yb = (v[i * self.micro : (i + 1) * self.micro] for v in (x, y))
+                last = i == t.grad_accum - 1
+                sync = self.ddp.no_sync() if self.ddp is not None and not last else None
+                with sync or contextlib.nullcontext(), autocast(self.device, self.amp_dtype):
+                    _, loss = self.fwd(xb, yb)
+                    assert loss is not None
+                    loss = loss / t.grad_accum
+                    step_loss += loss.detach()
+                    self.scaler.scale(loss).backward()
+            if t.grad_clip > 0:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.opt.zero_grad(set_to_none=True)
+            self.step += 1
+            self.pending.append(step_loss)
+            self.bar.update(1)  # type: ignore[union-attr]
+            if self.hooks.after_step is not None:
+                self.hooks.after_step(self.step)
+            now = self.elapsed()
+            if not self.planned:
+                if self.step == first_step + 1:
+                    plan_start = (now, self.step)
+                elif plan_start is not None:
+                    self._maybe_plan(now, plan_start)
+            out_of_time = t.time_budget_s is not None and now >= t.time_budget_s
+            if out_of_time and self.step < self.total:
+                self.log(f"time budget of {t.time_budget_s:g} s reached at step {self.step}")
+                self.total = self.step
+            is_eval = self.step % t.eval_interval == 0 or self.step == self.total
+            is_row = is_eval or self.step % t.log_interval == 0
+            stopping = self._stop_requested(stop, is_row)
+            if is_row or stopping:
+                train_loss = self._flush_losses()
+            if is_row:
+                metrics = self._evaluate_and_log(self.step, train_loss, lr, is_eval) or metrics
+            if stopping:
+                self._save(improved=False)
+                name = signal.Signals(stop.signum or signal.SIGINT).name
+                raise RunError(
+                    f"stopped by {name} at step {self.step}; saved {self.last_path} "
+                    "(continue with train.resume=true)",
+                    exit_code=128 + (stop.signum or signal.SIGINT),
+                )
+        return metrics
+
+    def _stop_requested(self, stop: StopSignal, is_row: bool) -> bool:
+        """Whether to stop after this step; in DDP every rank must agree, so they vote at log rows."""
+        if self.dist.world_size == 1:
+            return stop.signum is not None
+        if not is_row:
+            return False
+        flag = torch.tensor([1.0 if stop.signum is not None else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0 and stop.signum is None:
+            stop.signum = signal.SIGTERM
+        return bool(flag.item() > 0)
+
+    def _maybe_plan(self, now: float, start: tuple[float, int]) -> None:
+        """Once the first steps are timed, fit the schedule's length to the time budget."""
+        t = self.cfg.train
+        assert t.time_budget_s is not None
+        dt, steps = now - start[0], self.step - start[1]
+        if steps < 3 or dt < min(PLAN_MAX_S, PLAN_FRACTION * t.time_budget_s):
+            return
+        per_step = dt / steps
+        per_eval = getattr(self, "eval_seconds", 0.0)
+        left = PLAN_MARGIN * t.time_budget_s - now - per_eval  # the final evaluation
+        fit = int(max(0.0, left) / (per_step + per_eval / t.eval_interval))
+        if self.dist.world_size > 1:  # every rank must plan the same number of steps
+            n = torch.tensor([fit], device=self.device)
+            dist.all_reduce(n, op=dist.ReduceOp.MIN)
+            fit = int(n.item())
+        self.total = max(self.step, min(t.max_steps, self.step + fit))
+        self.planned = True
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+        self.log(
+            f"time budget {t.time_budget_s:g} s: {per_step * 1000:.1f} ms/step, "
+            f"{per_eval:.2f} s/eval -> schedule over {self.total} steps"
+        )
+
+    def _flush_losses(self) -> float | None:
+        """Mean training loss since the last row (over all ranks); stop on a non-finite one."""
+        if not self.pending:
+            return None
+        vals = torch.stack([torch.as_tensor(v, device=self.device) for v in self.pending])
+        if self.dist.world_size > 1:
+            dist.all_reduce(vals)
+            vals /= self.dist.world_size
+        losses = vals.double().tolist()
+        first_step = self.step - len(losses) + 1
+        for i, v in enumerate(losses):
+            if not math.isfinite(v):
+                kept = (
+                    f"the last good checkpoint {self.last_path} (step {self.last_saved}) is intact"
+                    if self.last_saved is not None
+                    else "no checkpoint was written"
+                )
+                raise RunError(
+                    f"non-finite training loss ({v}) at step {first_step + i}; stopped, {kept}; "
+                    "resume with a lower train.lr (train.resume=true train.lr=...)"
+                )
+        self.pending = []
+        return math.fsum(losses) / len(losses)
+
+    # ---- evaluation, logging, checkpoints -----------------------------------------------------
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        """Loss, perplexity and bits per byte on the fixed validation windows (all ranks share them)."""
+        t0 = time.perf_counter()
+        d, bs = self.dist, self.cfg.model.block_size
+        offsets = self.val_offsets[d.rank :: d.world_size]
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # nats, tokens, bytes
+        self.model.eval()
+        try:
+            for i in range(0, len(offsets), self.micro):
+                x, y = windows(self.corpus.val, offsets[i : i + self.micro], bs)
+                x, y = x.to(self.device), y.to(self.device)
+                with autocast(self.device, self.amp_dtype):
+                    _, loss = self.model(x, y)
+                assert loss is not None
+                sums[0] += loss.double() * y.numel()
+                sums[1] += y.numel()
+                sums[2] += self.token_bytes[y].sum()
+        finally:
+            self.model.train()
+        if d.world_size > 1:
+            dist.all_reduce(sums)
+        nats, n, nbytes = sums.tolist()
+        self.eval_seconds = time.perf_counter() - t0
+        self.eval_time += self.eval_seconds
+        loss_v = nats / n
+        return {
+            "val_loss": loss_v,
+            "val_ppl": perplexity(loss_v),
+            "val_bpb": bits_per_byte(nats, int(nbytes)),
+        }
+
+    def _evaluate_and_log(
+        self, step: int, train_loss: float | None, lr: float | None = None, is_eval: bool = True
+    ) -> dict[str, float]:
+        metrics = self._evaluate() if is_eval else {}
+        if train_loss is not None:
+            metrics["train_loss"] = train_loss
+        now = time.perf_counter()
+        span = now - self.row_time - self.eval_time
+        tokens = (step - self.row_step) * self.cfg.train.batch_size * self.cfg.model.block_size
+        tps = tokens / span if span > 0 and tokens else None
+        self.row_time, self.row_step, self.eval_time = now, step, 0.0
+        if tps:
+            metrics["tokens_per_s"] = tps
+        if self.dist.master:
+            self.csv.log(
+                {
+                    "step": step,
+                    "lr": lr,
+                    "train_loss": train_loss,
+                    "val_loss": metrics.get("val_loss"),
+                    "val_ppl": metrics.get("val_ppl"),
+                    "val_bpb": metrics.get("val_bpb"),
+                    "tokens_per_s": tps,
+                    "elapsed_s": self.elapsed(),
+                }
+            )
+            if self.bar is not None and train_loss is not None:
+                post = {"loss": f"{train_loss:.3f}", "lr": f"{lr:.2e}"}
+                if tps:
+                    post["tok/s"] = f"{tps:,.0f}"
+                self.bar.set_postfix(post, refresh=False)
+        if is_eval:
+            if step > 0:
+                improved = metrics["val_loss"] < self.best
+                self.best = min(self.best, metrics["val_loss"])
+                self._save(improved)
+            self.log(
+                f"step {step}: val loss {metrics['val_loss']:.4f}, bpb {metrics['val_bpb']:.4f}"
+                + (f", train loss {train_loss:.4f}" if train_loss is not None else "")
+            )
+        return metrics if is_eval else {}
+
+    def state(self) -> dict[str, Any]:
+        """Everything a checkpoint holds (see llm_tiny.checkpoint)."""
+        tok = self.corpus.tokenizer
+        cuda = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
+        return {
+            "format": ckpt_io.FORMAT,
+            "version": ckpt_io.VERSION,
+            "model": ckpt_io.clean_state_dict(self.model.state_dict()),
+            "model_config": asdict(self.gcfg),
+            "config": self.cfg.to_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "best_val_loss": None if math.isinf(self.best) else self.best,
+            "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": self.gen.get_state()},
+            "train_state": {
+                "total_steps": self.total,
+                "planned": self.planned,
+                "elapsed_s": self.elapsed(),
+                "pending": [float(v) for v in self.pending],
+            },
+            "tokenizer": tok.to_json(),
+            "tokenizer_fingerprint": tok.fingerprint(),
+        }
+
+    def _save(self, improved: bool) -> None:
+        if not self.dist.master:
+            return
+        paths = [self.last_path] + ([self.best_path] if improved else [])
+        ckpt_io.save_checkpoint(self.state(), paths)
+        self.last_saved = self.step
+
+
+def run_training(
+    cfg: Config, hooks: Hooks | None = None, log: Callable[[str], None] = print
+) -> dict[str, float]:
+    """Train per cfg (as one process, or one rank of a torchrun job) and return the final metrics:
+    step, val_loss, val_ppl, val_bpb, best_val_loss, train_loss, params, elapsed_s, total_steps."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    own_group = world > 1 and not dist.is_initialized()
+    if own_group:
+        use_nccl = cfg.train.device in ("auto", "cuda") and torch.cuda.is_available()
+        if use_nccl:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+    try:
+        return Trainer(cfg, hooks, log).run()
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _split_args(config: str | None, overrides: list[str]) -> tuple[str, list[str]]:
+    if config is not None and "=" in config:  # only overrides were given
+        return "configs/tiny.yaml", [config, *overrides]
+    return config or "configs/tiny.yaml", overrides
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    """python -m llm_tiny.train [CONFIG] [section.key=value ...]"""
+    p = ArgumentParser(
+        prog="python -m llm_tiny.train",
+        description="Train a TinyGPT from a YAML config and dotted key=value overrides.",
+        epilog="example: python -m llm_tiny.train configs/tiny.yaml train.max_steps=300 "
+        "train.lr=3e-3 model.rope=true\n(torchrun --nproc_per_node=N -m llm_tiny.train ... "
+        "for data parallel)",
+    )
+    p.add_argument("config", nargs="?", help="YAML config file (default: configs/tiny.yaml)")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-4")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    a = p.parse_args(argv)
+    path, overrides = _split_args(a.config, a.overrides)
+    cfg = load_config(path, overrides)
+    if a.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    run_training(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
