@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # files only: no display needed, and no GUI backend is ev
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import yaml  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import EngFormatter, FuncFormatter  # noqa: E402
 
@@ -140,10 +141,8 @@ def _log_y(ax: plt.Axes, spread: float) -> None:
     ax.yaxis.set_minor_formatter(plain if spread < 15 else FuncFormatter(lambda v, _: ""))
 
 
-def plot_runs(
-    runs: Sequence[RunLog], out: str | os.PathLike[str], x: str = "step", metric: str = "ppl"
-) -> Path:
-    """Draw loss and the validation metric of every run into one PNG at `out`; return its path."""
+def draw_runs(runs: Sequence[RunLog], x: str = "step", metric: str = "ppl") -> Figure:
+    """A figure with the loss and the validation metric of every run, one colour per run."""
     col, label = METRICS[metric]
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -177,6 +176,11 @@ def plot_runs(
         ax.grid(True, which="major", alpha=0.3)
         if x == "tokens":
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 500k, 1M rather than 1e6 offsets
+    return fig
+
+
+def save(fig: Figure, out: str | os.PathLike[str]) -> Path:
+    """Write fig as a PNG (creating the folder) and free it; returns the path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -184,9 +188,14 @@ def plot_runs(
     return out
 
 
-def plot_sweep(
-    rows: Sequence[Mapping[str, str]], out: str | os.PathLike[str], title: str = "sweep"
+def plot_runs(
+    runs: Sequence[RunLog], out: str | os.PathLike[str], x: str = "step", metric: str = "ppl"
 ) -> Path:
+    """Draw loss and the validation metric of every run into one PNG at `out`; return its path."""
+    return save(draw_runs(runs, x, metric), out)
+
+
+def draw_sweep(rows: Sequence[Mapping[str, str]], title: str = "sweep") -> Figure:
     """Horizontal bars of validation perplexity per sweep point, best first and highlighted."""
     ranked = sorted(rows, key=lambda r: float(r["val_ppl"]))
     names = [r["point"] for r in ranked]
@@ -204,11 +213,14 @@ def plot_sweep(
     ax.set_xlim(0, max(ppl) * 1.25)  # leaves room for the value labels
     ax.set(xlabel="validation perplexity (lower is better)", title=title)
     ax.grid(True, axis="x", alpha=0.3)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return fig
+
+
+def plot_sweep(
+    rows: Sequence[Mapping[str, str]], out: str | os.PathLike[str], title: str = "sweep"
+) -> Path:
+    """draw_sweep saved as a PNG at `out`; returns its path."""
+    return save(draw_sweep(rows, title), out)
 
 
 @cli
