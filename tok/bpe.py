@@ -1,0 +1,826 @@
+"""Byte-level BPE tokenizer: train, encode, decode, save, load, and a CLI.
+
+Text is split into chunks with a regex (GPT-4's pattern by default); each chunk's UTF-8
+bytes start as the ids 0..255, and merge k turns the adjacent pair (left, right) into
+the id 256 + k. Merges never cross a chunk boundary.
+
+Training (`Tokenizer.train`) never recounts the corpus. It counts each distinct chunk
+once with its frequency, keeps the count of every adjacent pair and an index from pair
+to the chunks that contain it, and after each merge touches only those chunks, adjusting
+the counts of the pairs around each merged occurrence. The next pair comes off a heap
+whose stale entries are skipped or corrected when they surface (lazy deletion).
+
+Tie-break rule: the pair with the highest count wins; among equal counts, the smallest
+(left id, right id) pair wins. Overlapping occurrences (as in "aaa") all count, as in
+GPT-2's and minbpe's trainers. Training stops early, with a warning, once no pair occurs
+twice. The same text always gives the same merges and the same file, byte for byte.
+
+Internally a sequence of ids is a `str` whose characters are the ids (`chr(id)`), so
+that C-speed `str.replace` applies a merge to all non-overlapping occurrences, left to
+right, exactly as BPE prescribes, and a pair is a two-character string whose ordering
+is the (left, right) ordering of ids.
+
+Encoding applies merges by rank (lowest first) within each chunk and caches the ids of
+every chunk it has seen. The save format is a versioned, human-readable JSON file; see
+`Tokenizer.to_json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import heapq
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, compress, count, filterfalse, repeat
+from operator import add, is_, itemgetter
+from pathlib import Path
+from typing import Any, Literal, NoReturn, cast
+
+import regex
+
+# The split patterns of GPT-4 (cl100k_base) and GPT-2.
+GPT4_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
+    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+PATTERNS = {"gpt4": GPT4_PATTERN, "gpt2": GPT2_PATTERN, "none": ""}
+
+FORMAT = "llm-tiny-bpe"
+VERSION = 1
+
+# Chunks longer than this are not cached: they rarely repeat, and with pattern "" the
+# whole text is one chunk.
+_LONG_CHUNK = 64
+# The chunk cache is cleared when it grows past this many entries, bounding its memory.
+_CACHE_LIMIT = 1 << 18
+# Space-separated pieces longer than this are not cached (see `encode_ordinary`).
+_LONG_PIECE = 256
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file, merge list, special token or id that is not valid."""
+
+
+def _latin1(text: str) -> str:
+    """The UTF-8 bytes of `text` as a str of chars 0..255; lone surrogates become U+FFFD."""
+    try:
+        return text.encode("utf-8").decode("latin-1")
+    except UnicodeEncodeError:
+        clean = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return clean.encode("utf-8").decode("latin-1")
+
+
+def _apply_merges(seqs: list[str], rank: dict[str, int], pair_of: list[str]) -> list[str]:
+    """Apply the merges by rank to many id-strings at once; returns the merged strings.
+
+    BPE on one sequence applies, again and again, the lowest-ranked merge whose pair is
+    present. A merge only creates pairs that contain its new id, and any merge of such a
+    pair ranks after it, so the ranks applied only ever increase: BPE is the same as
+    going through the merges in rank order and applying each one that is present. Doing
+    that for all sequences together, with a heap of the ranks present and an index from
+    pair to the sequences that hold it, costs time in proportion to the merges applied.
+    """
+    seqs = list(seqs)
+    where: defaultdict[str, list[int]] = defaultdict(list)
+    for i, seq in enumerate(seqs):
+        for pair in map(add, seq, seq[1:]):
+            if pair in rank:
+                where[pair].append(i)
+    heap = [rank[pair] for pair in where]
+    heapq.heapify(heap)
+    while heap:
+        new_id = heapq.heappop(heap)
+        pair, new = pair_of[new_id - 256], chr(new_id)
+        holders = where.pop(pair)
+        for i in holders if len(holders) == 1 else dict.fromkeys(holders):
+            seq = seqs[i].replace(pair, new)
+            seqs[i] = seq
+            at = seq.find(new)
+            while at >= 0:
+                for fresh in (seq[at - 1 : at + 1], seq[at : at + 2]) if at else (seq[:2],):
+                    if fresh in rank:
+                        if fresh not in where:
+                            heapq.heappush(heap, rank[fresh])
+                        where[fresh].append(i)
+                at = seq.find(new, at + 1)
+    return seqs
+
+
+def _train_merges(
+    chunks: dict[str, int], n_merges: int, on_merge: Callable[[], object] | None = None
+) -> list[str]:
+    """Learn up to `n_merges` merges from distinct chunks (latin-1 byte strings) and counts."""
+    words = [w for w in chunks if len(w) > 1]  # single bytes hold no pair
+    freqs = [chunks[w] for w in words]
+    counts: dict[str, int] = {}
+    where: defaultdict[str, list[int]] = defaultdict(list)  # pair -> chunks that hold(held) it
+    for i, (word, freq) in enumerate(zip(words, freqs, strict=True)):
+        for pair in map(add, word, word[1:]):
+            counts[pair] = counts.get(pair, 0) + freq
+            where[pair].append(i)
+    heap = [(-c, p) for p, c in counts.items()]
+    heapq.heapify(heap)
+
+    merges: list[str] = []
+    while len(merges) < n_merges:
+        while heap:
+            neg, pair = heapq.heappop(heap)
+            count = counts.get(pair, 0)
+            if count == -neg:
+                break
+            if count:  # the count fell since this entry was pushed: re-queue it
+                heapq.heappush(heap, (-count, pair))
+        else:
+            count = 0
+        if count < 2:
+            warnings.warn(
+                f"training stopped after {len(merges)} of {n_merges} merges: "
+                "no pair of tokens occurs twice",
+                stacklevel=3,
+            )
+            break
+        new = chr(256 + len(merges))
+        merges.append(pair)
+        del counts[pair]
+        same = pair[0] == pair[1]  # "aaa": occurrences may overlap
+        born: dict[str, int] = {}  # pairs that contain the new id, all of them new
+        for i in dict.fromkeys(where.pop(pair)):
+            old = words[i]
+            word = old.replace(pair, new)
+            n = len(word)
+            if n == len(old):  # stale index entry
+                continue
+            words[i] = word
+            freq = freqs[i]
+            at = word.find(new)
+            if n + 1 == len(old) and not same:  # one occurrence: x a b y -> x Z y
+                if at:
+                    counts[old[at - 1 : at + 1]] -= freq
+                    fresh = word[at - 1 : at + 1]
+                    born[fresh] = born.get(fresh, 0) + freq
+                    where[fresh].append(i)
+                if at + 1 < n:
+                    counts[old[at + 1 : at + 3]] -= freq
+                    fresh = word[at : at + 2]
+                    born[fresh] = born.get(fresh, 0) + freq
+                    where[fresh].append(i)
+                continue
+            # Several occurrences: walk them, counting each pair position once.
+            last_old = last_new = -1
+            shift = 0  # the occurrence at `at` in `word` sat at `at + shift` in `old`
+            while at >= 0:
+                j = at + shift
+                for k in (j - 1, j, j + 1):
+                    if last_old < k <= len(old) - 2:
+                        gone = old[k : k + 2]
+                        if gone != pair:
+                            counts[gone] -= freq
+                last_old = j + 1
+                for k in (at - 1, at):
+                    if last_new < k <= n - 2:
+                        fresh = word[k : k + 2]
+                        born[fresh] = born.get(fresh, 0) + freq
+                        where[fresh].append(i)
+                last_new = at
+                shift += 1
+                at = word.find(new, at + 1)
+        for fresh, count in born.items():
+            counts[fresh] = count
+            heapq.heappush(heap, (-count, fresh))
+        if on_merge is not None:
+            on_merge()
+    return merges
+
+
+class _Memo(dict):
+    """key -> fn(key), computed on first sight; keys longer than `longest` are not kept."""
+
+    def __init__(self, fn: Callable[[str], Any], longest: int) -> None:
+        super().__init__()
+        self.fn, self.longest = fn, longest
+
+    def __missing__(self, key: str) -> Any:
+        value = self.fn(key)
+        if len(key) <= self.longest:
+            if len(self) >= _CACHE_LIMIT:
+                self.clear()
+            self[key] = value
+        return value
+
+
+def _is_clean(piece: str) -> bool:
+    """A non-empty piece that neither starts nor ends with whitespace."""
+    return bool(piece) and not piece[0].isspace() and not piece[-1].isspace()
+
+
+def _groups(n_pieces: int, bad: Iterable[int]) -> list[tuple[int, int]]:
+    """Merge each bad piece index k with its neighbours into disjoint ranges [lo, hi]."""
+    out: list[tuple[int, int]] = []
+    for k in bad:
+        lo, hi = max(k - 1, 0), min(k + 1, n_pieces - 1)
+        if out and lo <= out[-1][1]:
+            lo = out.pop()[0]
+        out.append((lo, hi))
+    return out
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer: a split pattern, a ranked merge list, special tokens.
+
+    `merges` maps (left id, right id) to the new id 256 + rank, in rank order; `vocab`
+    maps every ordinary id to its bytes; `special_tokens` maps each special token's text
+    to its id, above all merge ids. Treat the attributes as read-only: build a new
+    Tokenizer (or call `register_special_tokens`) to change them.
+    """
+
+    def __init__(
+        self,
+        merges: dict[tuple[int, int], int] | None = None,
+        pattern: str = GPT4_PATTERN,
+        special_tokens: dict[str, int] | None = None,
+    ) -> None:
+        """Check and index the merges, pattern and special tokens; TokenizerError if invalid."""
+        merges = dict(merges or {})
+        if not isinstance(pattern, str):
+            raise TokenizerError(f"pattern must be a string, got {type(pattern).__name__}")
+        try:
+            self._split = regex.compile(pattern).findall if pattern else None
+        except regex.error as err:
+            raise TokenizerError(f"pattern is not a valid regex: {err}") from None
+        if len(merges) > sys.maxunicode - 255:  # an id must fit in one str character
+            raise TokenizerError(f"too many merges: {len(merges)} > {sys.maxunicode - 255}")
+        vocab = {i: bytes([i]) for i in range(256)}
+        for rank, (pair, new_id) in enumerate(merges.items()):
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise TokenizerError(f"merge {rank} is not a (left, right) pair: {pair!r}")
+            if not _is_int(new_id) or new_id != 256 + rank:
+                raise TokenizerError(f"merge {rank} must create id {256 + rank}, not {new_id!r}")
+            for side in pair:
+                if not _is_int(side) or not 0 <= side < new_id:
+                    raise TokenizerError(
+                        f"merge {rank} refers to id {side!r}, which is not defined before it"
+                    )
+            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+        self.pattern = pattern
+        self.merges = merges
+        self.vocab = vocab
+        self.special_tokens: dict[str, int] = {}
+        self._rank = {chr(a) + chr(b): z for (a, b), z in merges.items()}
+        self._pair_of = list(self._rank)
+        self._chunks = _Memo(self._encode_chunk, _LONG_CHUNK)
+        self._pieces = _Memo(self._encode_piece, _LONG_PIECE)
+        self._space_safe = pattern in (GPT4_PATTERN, GPT2_PATTERN)
+        # id -> its bytes as a latin-1 str: joining strs is much faster than joining bytes.
+        self._decoder = {i: b.decode("latin-1") for i, b in vocab.items()}
+        self._special_splits: dict[frozenset[str], Callable[[str], list[str]]] = {}
+        self.register_special_tokens(special_tokens or {})
+
+    # -- special tokens -----------------------------------------------------------------
+
+    def register_special_tokens(self, tokens: dict[str, int] | Sequence[str]) -> None:
+        """Add special tokens; a sequence of texts gets the next free ids after all others."""
+        if not isinstance(tokens, dict):
+            if isinstance(tokens, str):
+                raise TokenizerError("special tokens must be a dict or a list of strings")
+            first = self.vocab_size
+            tokens = {text: first + i for i, text in enumerate(tokens)}
+        taken = {i: t for t, i in self.special_tokens.items()}
+        lowest = 256 + len(self.merges)
+        for text, new_id in tokens.items():
+            if not isinstance(text, str) or not text:
+                raise TokenizerError(f"a special token must be a non-empty string: {text!r}")
+            if text in self.special_tokens:
+                raise TokenizerError(f"special token {text!r} is already registered")
+            if not _is_int(new_id) or new_id < lowest:
+                raise TokenizerError(
+                    f"special token {text!r} has id {new_id!r}; special ids must be integers"
+                    f" >= {lowest} (above every merge)"
+                )
+            if new_id in taken:
+                raise TokenizerError(
+                    f"special tokens {taken[new_id]!r} and {text!r} have the same id {new_id}"
+                )
+            taken[new_id] = text
+        for text, new_id in tokens.items():
+            self.special_tokens[text] = new_id
+            self._decoder[new_id] = _latin1(text)
+        self._special_splits.clear()
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id: the embedding size a model needs."""
+        return max(255 + len(self.merges), *self.special_tokens.values(), 0) + 1
+
+    # -- training -----------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        text: str,
+        vocab_size: int,
+        pattern: str = GPT4_PATTERN,
+        special_tokens: dict[str, int] | Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> Tokenizer:
+        """Learn merges from `text` until there are `vocab_size` ids, special tokens included.
+
+        Special tokens given as a dict keep their ids (which must lie above the merges);
+        given as a list of texts they get the ids right after the last merge. Their texts
+        are cut out of the training text, so no merge learns from them. Warns and stops
+        early when no pair occurs twice.
+        """
+        specials = special_tokens or {}
+        if not _is_int(vocab_size) or vocab_size < 256 + len(specials):
+            raise TokenizerError(
+                f"vocab_size must be an integer >= {256 + len(specials)} "
+                f"(256 bytes + {len(specials)} special tokens), got {vocab_size!r}"
+            )
+        n_merges = vocab_size - 256 - len(specials)
+        probe = cls(pattern=pattern)  # checks the pattern and the special tokens up front
+        probe.register_special_tokens(specials)
+        for text_, new_id in probe.special_tokens.items():
+            if isinstance(specials, dict) and new_id < 256 + n_merges:
+                raise TokenizerError(
+                    f"special token {text_!r} has id {new_id}, inside the merge ids "
+                    f"256..{255 + n_merges}; use an id >= {256 + n_merges}"
+                )
+        parts = [text]
+        if specials:  # cut the special tokens out: no merge may learn from them
+            alts = sorted(specials, key=lambda t: (-len(t), t))
+            parts = regex.split("|".join(map(regex.escape, alts)), text)
+        counts: Counter[str] = Counter()
+        for part in parts:
+            counts.update(probe._chunks_of(part))
+        chunks: dict[str, int] = {}
+        for chunk, freq in counts.items():
+            key = _latin1(chunk)
+            chunks[key] = chunks.get(key, 0) + freq
+        del counts
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_merges, desc="merges", unit="merge", leave=False)
+        try:
+            learned = _train_merges(chunks, n_merges, bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        merges = {(ord(p[0]), ord(p[1])): 256 + r for r, p in enumerate(learned)}
+        if isinstance(specials, dict):
+            return cls(merges, pattern, dict(specials))
+        tok = cls(merges, pattern)
+        tok.register_special_tokens(list(specials))
+        return tok
+
+    # -- encoding and decoding ----------------------------------------------------------
+
+    def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
+        return tuple(map(ord, _apply_merges([_latin1(chunk)], self._rank, self._pair_of)[0]))
+
+    def _fill_chunks(self, chunks: Iterable[str]) -> None:
+        """Encode the chunks not cached yet in one batch, and cache them."""
+        cache = self._chunks
+        todo = [c for c in dict.fromkeys(filterfalse(cache.__contains__, chunks))]
+        todo = [c for c in todo if len(c) <= _LONG_CHUNK]  # long ones: __missing__
+        if len(cache) + len(todo) > _CACHE_LIMIT:
+            cache.clear()
+        if not todo:
+            return
+        merged = _apply_merges(list(map(_latin1, todo)), self._rank, self._pair_of)
+        for chunk, seq in zip(todo, merged, strict=True):
+            cache[chunk] = tuple(map(ord, seq))
+
+    def _chunks_of(self, text: str) -> list[str]:
+        """Split `text` with the pattern; TokenizerError if the pattern skips characters."""
+        if self._split is None:
+            return [text] if text else []
+        chunks = self._split(text)
+        if not self._space_safe and sum(map(len, chunks)) != len(text):
+            raise TokenizerError(
+                "the split pattern skipped some characters of the text; a pattern must "
+                "match every character (end it with |\\s+|. for instance)"
+            )
+        return chunks
+
+    def _encode_split(self, text: str) -> list[int]:
+        """Split with the pattern, then look each chunk up in the chunk cache."""
+        chunks = self._chunks_of(text)
+        self._fill_chunks(chunks)
+        return list(chain.from_iterable(map(self._chunks.__getitem__, chunks)))
+
+    def _encode_piece(self, piece: str) -> tuple[int, ...] | None:
+        """The ids of " " + piece, or None if the piece's edges are not safe to split at."""
+        return tuple(self._encode_split(" " + piece)) if _is_clean(piece) else None
+
+    def _fill_pieces(self, pieces: list[str]) -> None:
+        """Cache the pieces not cached yet, with one regex pass over all of them."""
+        cache = self._pieces
+        todo = [p for p in dict.fromkeys(filterfalse(cache.__contains__, pieces))]
+        todo = [p for p in todo if len(p) <= _LONG_PIECE]  # long ones: __missing__
+        if len(cache) + len(todo) > _CACHE_LIMIT:
+            cache.clear()
+        clean = []
+        for p in todo:
+            if _is_clean(p):
+                clean.append(p)
+            else:
+                cache[p] = None
+        if not clean:
+            return
+        # A clean piece holds no space and its first chunk starts with its leading space,
+        # so the chunks that start with a space mark where each piece begins.
+        chunks = self._chunks_of(" " + " ".join(clean))
+        self._fill_chunks(chunks)
+        ids_of = self._chunks.__getitem__
+        starts = list(compress(count(), map(str.startswith, chunks, repeat(" "))))
+        starts.append(len(chunks))
+        for piece, lo, hi in zip(clean, starts, starts[1:], strict=False):
+            cache[piece] = tuple(chain.from_iterable(map(ids_of, chunks[lo:hi])))
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode `text` with merges only: special-token texts are encoded as plain text."""
+        if not self._space_safe or " " not in text:
+            return self._encode_split(text)
+        # Fast path for the GPT-2 and GPT-4 patterns: a single space with non-whitespace on
+        # both sides is always a chunk boundary of those patterns, and the chunks on either
+        # side do not depend on the text beyond it. So we split at every space with C-speed
+        # str.split, cache whole pieces, and re-join (glue) the few pieces whose edges are
+        # whitespace, or empty, with their neighbours before splitting those by the regex.
+        pieces = text.split(" ")
+        self._fill_pieces(pieces)
+        rest = list(map(self._pieces.__getitem__, pieces[1:]))  # ids of " " + piece, or None
+        bad: Iterable[int] = compress(count(1), map(is_, rest, repeat(None)))
+        if not _is_clean(pieces[0]):
+            bad = chain((0,), bad)
+        groups = _groups(len(pieces), bad)
+        if not groups:
+            return list(chain(self._encode_split(pieces[0]), chain.from_iterable(rest)))
+        ids: list[int] = []
+        start = 0  # the first piece not yet encoded
+        for lo, hi in groups:
+            if start == 0 < lo:
+                ids += self._encode_split(pieces[0])
+                start = 1
+            ids += chain.from_iterable(rest[start - 1 : lo - 1])
+            ids += self._encode_split((" " if lo else "") + " ".join(pieces[lo : hi + 1]))
+            start = hi + 1
+        if start == 0:
+            ids += self._encode_split(pieces[0])
+            start = 1
+        ids += chain.from_iterable(rest[start - 1 :])
+        return ids
+
+    def encode(
+        self, text: str, allowed_special: Literal["all", "none"] | Iterable[str] = "none"
+    ) -> list[int]:
+        """Encode `text` to ids. Special-token texts are plain text unless allowed.
+
+        `allowed_special` is "none" (the default: "<|endoftext|>" in the text is encoded
+        like any other text), "all" (every registered special token becomes its id), or a
+        set of special-token texts to allow.
+        """
+        if allowed_special == "none":
+            return self.encode_ordinary(text)
+        if allowed_special == "all":
+            allowed = set(self.special_tokens)
+        else:
+            allowed = set(cast(Iterable[str], allowed_special))
+            unknown = sorted(allowed - set(self.special_tokens))
+            if unknown:
+                raise TokenizerError(f"not a registered special token: {unknown[0]!r}")
+        if not allowed:
+            return self.encode_ordinary(text)
+        key = frozenset(allowed)
+        split = self._special_splits.get(key)
+        if split is None:
+            # Longest first, so that a special token containing another one wins.
+            alts = sorted(allowed, key=lambda t: (-len(t), t))
+            split = regex.compile("(" + "|".join(map(regex.escape, alts)) + ")").split
+            self._special_splits[key] = split
+        ids: list[int] = []
+        for i, part in enumerate(split(text)):
+            if i % 2:
+                ids.append(self.special_tokens[part])
+            elif part:
+                ids.extend(self.encode_ordinary(part))
+        return ids
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes that `ids` stand for; special tokens give their UTF-8 text."""
+        seq: Sequence[int]
+        if hasattr(ids, "tolist"):  # numpy arrays and torch tensors
+            seq = ids.tolist()
+        else:
+            seq = ids if isinstance(ids, (list, tuple)) else list(ids)
+        try:
+            # itemgetter fetches every piece in one C call.
+            get = itemgetter(*seq) if len(seq) > 1 else lambda d: [d[i] for i in seq]
+            return "".join(get(self._decoder)).encode("latin-1")
+        except (KeyError, TypeError):
+            bad = next(i for i in seq if not (_is_int(i) and i in self._decoder))
+            specials = sorted(self.special_tokens.values())
+            raise TokenizerError(
+                f"unknown token id {bad!r}: ids are 0..{255 + len(self.merges)}"
+                + (f" and the special ids {specials}" if specials else "")
+            ) from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text that `ids` stand for; invalid UTF-8 becomes U+FFFD.
+
+        Never raises for ids of this tokenizer; an id it does not have raises TokenizerError.
+        """
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # -- saving and loading -------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """The canonical JSON text of this tokenizer: one merge per line, stable bytes."""
+        merges = ",\n".join(f"    [{a}, {b}]" for a, b in self.merges)
+        specials = json.dumps(self.special_tokens, ensure_ascii=False)
+        return (
+            "{\n"
+            f'  "format": "{FORMAT}",\n'
+            f'  "version": {VERSION},\n'
+            f'  "pattern": {json.dumps(self.pattern, ensure_ascii=False)},\n'
+            f'  "special_tokens": {specials},\n'
+            + ('  "merges": [\n' + merges + "\n  ]\n" if merges else '  "merges": []\n')
+            + "}\n"
+        )
+
+    def fingerprint(self) -> str:
+        """SHA-256 hex digest of `to_json()`: equal tokenizers, equal fingerprints."""
+        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write `to_json()` to `path` atomically (a temporary file, then a rename)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(self.to_json())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def from_json(cls, text: str) -> Tokenizer:
+        """Parse and check a tokenizer's JSON text; any problem -> TokenizerError naming it."""
+        try:
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except json.JSONDecodeError as err:
+            raise TokenizerError(f"not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise TokenizerError("a tokenizer file must hold a JSON object")
+        expected = {"format", "version", "pattern", "special_tokens", "merges"}
+        for key in sorted(expected - data.keys()):
+            raise TokenizerError(f"missing field {key!r}")
+        for key in sorted(data.keys() - expected):
+            raise TokenizerError(f"unknown field {key!r}")
+        if data["format"] != FORMAT:
+            raise TokenizerError(f"format is {data['format']!r}, expected {FORMAT!r}")
+        if not _is_int(data["version"]) or data["version"] != VERSION:
+            raise TokenizerError(f"unsupported version {data['version']!r} (this reads {VERSION})")
+        specials, raw = data["special_tokens"], data["merges"]
+        if not isinstance(specials, dict):
+            raise TokenizerError("special_tokens must be an object of text -> id")
+        if not isinstance(raw, list):
+            raise TokenizerError("merges must be a list of [left, right] pairs")
+        merges: dict[tuple[int, int], int] = {}
+        for rank, item in enumerate(raw):
+            if not (isinstance(item, list) and len(item) == 2 and all(map(_is_int, item))):
+                raise TokenizerError(f"merge {rank} is not a [left, right] pair of ids: {item!r}")
+            pair = (item[0], item[1])
+            if pair in merges:
+                raise TokenizerError(
+                    f"merge {rank} repeats the pair {list(pair)} of merge {merges[pair] - 256}"
+                )
+            merges[pair] = 256 + rank
+        return cls(merges, data["pattern"], specials)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        """Read a file written by `save`; a corrupt file -> TokenizerError, a missing one OSError."""
+        try:
+            text = Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise TokenizerError(f"{path}: not a UTF-8 text file") from None
+        try:
+            return cls.from_json(text)
+        except TokenizerError as err:
+            raise TokenizerError(f"{path}: {err}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tokenizer) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        name = next((k for k, v in PATTERNS.items() if v == self.pattern), "custom")
+        return (
+            f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+            f"pattern={name}, special_tokens={len(self.special_tokens)})"
+        )
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise TokenizerError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+# -- command line -----------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    """A command-line mistake, reported as one line and exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+_TRAIN_EXAMPLES = """examples:
+  python -m tok.bpe train data/tiny.txt --vocab 1000 --out tok/bpe.json
+  python -m tok.bpe train corpus.txt --vocab 4096 --pattern gpt2 --special '<|endoftext|>' --out big.json
+"""
+_ENCODE_EXAMPLES = """examples:
+  python -m tok.bpe encode --model tok/bpe.json "To be, or not to be"
+  python -m tok.bpe encode --model tok/bpe.json --input data/tiny.txt --json > ids.json
+  echo "hello" | python -m tok.bpe encode --model tok/bpe.json
+"""
+_DECODE_EXAMPLES = """examples:
+  python -m tok.bpe decode --model tok/bpe.json 1015 11 375 451 302
+  python -m tok.bpe decode --model tok/bpe.json --input ids.json
+  python -m tok.bpe encode --model tok/bpe.json "hi" | python -m tok.bpe decode --model tok/bpe.json
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="python -m tok.bpe",
+        description="Train a byte-level BPE tokenizer, encode text to ids, decode ids to text.",
+        epilog=_TRAIN_EXAMPLES + _ENCODE_EXAMPLES + _DECODE_EXAMPLES,
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,encode,decode}")
+
+    train = sub.add_parser(
+        "train", help="learn merges from a text file", epilog=_TRAIN_EXAMPLES, formatter_class=fmt
+    )
+    train.add_argument("input", metavar="INPUT", help="UTF-8 text file to learn from")
+    train.add_argument(
+        "--vocab", type=int, required=True, metavar="N", help="ids in all: 256 + merges + specials"
+    )
+    train.add_argument(
+        "--pattern", choices=list(PATTERNS), default="gpt4", help="pre-split regex (default gpt4)"
+    )
+    train.add_argument(
+        "--special",
+        nargs="+",
+        default=[],
+        metavar="TOKEN",
+        help="special tokens, e.g. <|endoftext|>",
+    )
+    train.add_argument("--out", required=True, metavar="PATH", help="where to write the JSON file")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    encode = sub.add_parser(
+        "encode", help="print the ids of a text", epilog=_ENCODE_EXAMPLES, formatter_class=fmt
+    )
+    encode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
+    encode.add_argument("text", nargs="?", metavar="TEXT", help="text to encode (default: stdin)")
+    encode.add_argument("--input", metavar="FILE", help="encode this UTF-8 file instead")
+    encode.add_argument("--json", action="store_true", help="print a JSON list")
+    encode.add_argument(
+        "--allow-special", action="store_true", help="turn special-token texts into their ids"
+    )
+
+    decode = sub.add_parser(
+        "decode", help="print the text of some ids", epilog=_DECODE_EXAMPLES, formatter_class=fmt
+    )
+    decode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
+    decode.add_argument("ids", nargs="*", metavar="IDS", help="ids to decode (default: stdin)")
+    decode.add_argument(
+        "--input", metavar="FILE", help="read ids from a file: whitespace-separated or a JSON list"
+    )
+    return parser
+
+
+def _read_text(path: str | None) -> str:
+    """A UTF-8 file (or stdin for None), newlines kept exactly as they are."""
+    try:
+        data = Path(path).read_bytes() if path is not None else sys.stdin.buffer.read()
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason})") from None
+
+
+def _parse_ids(words: list[str]) -> list[int]:
+    ids = []
+    for word in words:
+        try:
+            ids.append(int(word))
+        except ValueError:
+            raise _UsageError(f"not an integer id: {word!r}") from None
+    return ids
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.buffer.flush()
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    n_special = len(args.special)
+    if args.vocab < 256 + n_special:
+        raise _UsageError(
+            f"--vocab must be at least {256 + n_special} (256 bytes + {n_special} special tokens)"
+        )
+    text = _read_text(args.input)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tok = Tokenizer.train(
+            text, args.vocab, PATTERNS[args.pattern], args.special, progress=not args.quiet
+        )
+    seconds = time.perf_counter() - start
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    tok.save(args.out)
+    n_bytes = len(text.encode("utf-8", "replace"))
+    n_tokens = len(tok.encode(text, allowed_special="all"))
+    ratio = f"{n_bytes / n_tokens:.2f}" if n_tokens else "n/a"
+    print(
+        f"{len(tok.merges)} merges in {seconds:.2f} s, {ratio} bytes/token on {args.input} "
+        f"-> {args.out} (vocab {tok.vocab_size})"
+    )
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    if args.text is not None and args.input is not None:
+        raise _UsageError("give TEXT or --input FILE, not both")
+    tok = Tokenizer.load(args.model)
+    text = args.text if args.text is not None else _read_text(args.input)
+    ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    print(json.dumps(ids) if args.json else " ".join(map(str, ids)))
+
+
+def _cmd_decode(args: argparse.Namespace) -> None:
+    if args.ids and args.input is not None:
+        raise _UsageError("give IDS or --input FILE, not both")
+    tok = Tokenizer.load(args.model)
+    if args.ids:
+        ids = _parse_ids(args.ids)
+    else:
+        raw = _read_text(args.input).strip()
+        if raw.startswith("["):
+            try:
+                ids = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise _UsageError(f"the ids are not a valid JSON list: {err}") from None
+            if not isinstance(ids, list) or not all(map(_is_int, ids)):
+                raise _UsageError("the ids must be a JSON list of integers")
+        else:
+            ids = _parse_ids(raw.split())
+    _write_stdout(tok.decode(ids))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `python -m tok.bpe` command line; returns the exit code (2 on bad input)."""
+    try:
+        args = _build_parser().parse_args(argv)
+        {"train": _cmd_train, "encode": _cmd_encode, "decode": _cmd_decode}[args.command](args)
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0
+    except (_UsageError, TokenizerError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        name = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{name}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
