@@ -28,6 +28,7 @@ every chunk it has seen. The save format is a versioned, human-readable JSON fil
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import heapq
 import json
@@ -457,26 +458,17 @@ class Tokenizer:
         # whitespace, or empty, with their neighbours before splitting those by the regex.
         pieces = text.split(" ")
         self._fill_pieces(pieces)
-        rest = list(map(self._pieces.__getitem__, pieces[1:]))  # ids of " " + piece, or None
-        bad: Iterable[int] = compress(count(1), map(is_, rest, repeat(None)))
-        if not _is_clean(pieces[0]):
-            bad = chain((0,), bad)
-        groups = _groups(len(pieces), bad)
-        if not groups:
-            return list(chain(self._encode_split(pieces[0]), chain.from_iterable(rest)))
+        # segs[k]: the ids of piece k in place (after its space, if k > 0); None: glue it
+        segs = list(map(self._pieces.__getitem__, pieces))
+        segs[0] = tuple(self._encode_split(pieces[0])) if _is_clean(pieces[0]) else None
+        groups = _groups(len(pieces), compress(count(), map(is_, segs, repeat(None))))
         ids: list[int] = []
         start = 0  # the first piece not yet encoded
         for lo, hi in groups:
-            if start == 0 < lo:
-                ids += self._encode_split(pieces[0])
-                start = 1
-            ids += chain.from_iterable(rest[start - 1 : lo - 1])
+            ids += chain.from_iterable(cast(list[tuple[int, ...]], segs[start:lo]))
             ids += self._encode_split((" " if lo else "") + " ".join(pieces[lo : hi + 1]))
             start = hi + 1
-        if start == 0:
-            ids += self._encode_split(pieces[0])
-            start = 1
-        ids += chain.from_iterable(rest[start - 1 :])
+        ids += chain.from_iterable(cast(list[tuple[int, ...]], segs[start:]))
         return ids
 
     def encode(
@@ -563,6 +555,8 @@ class Tokenizer:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write `to_json()` to `path` atomically (a temporary file, then a rename)."""
         path = Path(path)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "no such directory", str(path.parent))
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
@@ -756,6 +750,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise _UsageError(
             f"--vocab must be at least {256 + n_special} (256 bytes + {n_special} special tokens)"
         )
+    if not Path(args.out).parent.is_dir():
+        raise _UsageError(f"--out {args.out}: its directory does not exist")
     text = _read_text(args.input)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
