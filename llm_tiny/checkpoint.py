@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from llm_tiny.errors import UserError, one_line
+from llm_tiny.errors import RunError, UserError, one_line
 from llm_tiny.files import atomic_write_bytes
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer, TokenizerError
@@ -69,7 +70,7 @@ def save_checkpoint(state: Mapping[str, Any], paths: Iterable[str | os.PathLike[
         try:
             atomic_write_bytes(p, data)
         except OSError as e:
-            raise UserError(
+            raise RunError(
                 f"could not write checkpoint {p}: {e.strerror or e}; the previous file is intact"
             ) from None
 
@@ -82,7 +83,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     if p.stat().st_size == 0:
         raise UserError(f"checkpoint {p} is empty")
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        with (
+            warnings.catch_warnings()
+        ):  # e.g. "unusual pickle protocol": the error below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise UserError(
             f"checkpoint {p} refused: not plain tensors and values (loading it could run code): "

@@ -20,6 +20,10 @@ from llm_tiny.errors import UserError
 # before fsync + rename. Raise to simulate a failed write, sleep to widen a kill window.
 BEFORE_REPLACE: Callable[[Path, Path], None] | None = None
 
+# mkstemp creates 0600 files; a checkpoint or log should get the usual permissions (0666 - umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locks, the run folder goes unlocked
@@ -47,6 +51,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -
     fd, tmp_name = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -19,6 +19,7 @@ from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.errors import ArgumentParser, UserError, cli
 from llm_tiny.train import pick_device
 from model.gpt import KVCache, TinyGPT, sample_logits
+from tok.bpe import Tokenizer
 
 
 @torch.no_grad()
@@ -49,6 +50,19 @@ def stream(
         yield nxt
         fresh = n == W
         n = max(1, W // 2) if n == W else n + 1
+
+
+def decode_stream(tok: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
+    """Text pieces for a stream of ids: a character's bytes are held back until it is complete, and
+    bytes that never complete one become U+FFFD at the end."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for i in ids:
+        piece = decoder.decode(tok.decode_bytes([i]))
+        if piece:
+            yield piece
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        yield rest
 
 
 def check_flags(steps: int, temp: float, top_k: int, top_p: float, num_samples: int) -> None:
@@ -109,10 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.num_samples > 1:
             write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n")
         write(prompt_text)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        for t in stream(model, prompt, a.steps, a.temp, top_k, top_p, gen):
-            write(decoder.decode(tok.decode_bytes([t])))
-        write(decoder.decode(b"", final=True) + "\n")
+        for piece in decode_stream(tok, stream(model, prompt, a.steps, a.temp, top_k, top_p, gen)):
+            write(piece)
+        write("\n")
     return 0
 
 

@@ -54,16 +54,18 @@ TIMING_FIELDS = (
     "elapsed_s",
 )  # wall-clock columns: the only ones a resume may change
 RUN_FILES = ("log.csv", "eval.csv", "ckpt_last.pt", "ckpt_best.pt")
-PLAN_FRACTION = 0.02  # of the time budget spent timing steps before laying out the LR schedule
-PLAN_MAX_S = 10.0
+PLAN_FRACTION = 0.05  # of the time budget spent timing steps before laying out the LR schedule
+PLAN_MAX_S = 15.0
+PLAN_SKIP = 2  # first steps of a process left out of the timing (thread pools, allocator warm-up)
 PLAN_MARGIN = 0.97  # plan to finish a little early: the CPU is shared and steps get slower
 
 
 @dataclass
 class Hooks:
-    """Test and tooling hooks: after_step(step) runs after each optimizer step (step = updates done)."""
+    """Test and tooling hooks: after_step(trainer, step) runs after each optimizer step, where step
+    counts the updates done; it may inspect or poison trainer.model, send a signal, or raise."""
 
-    after_step: Callable[[int], None] | None = None
+    after_step: Callable[[Trainer, int], None] | None = None
 
 
 @dataclass
@@ -203,9 +205,13 @@ class Trainer:
     def run(self) -> dict[str, float]:
         """Prepare, train, evaluate and checkpoint; returns the final metrics."""
         lock = RunLock(self.out).acquire() if self.dist.master else None
+        threads = torch.get_num_threads()
         try:
             return self._run()
         finally:
+            torch.set_num_threads(
+                threads
+            )  # train.threads is for this run, not the caller's process
             if lock is not None:
                 lock.release()
 
@@ -241,7 +247,8 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(t.seed)
         self.step, self.best = 0, math.inf
         self.pending: list[torch.Tensor | float] = []
-        self.total, self.planned, self.elapsed0 = t.max_steps, t.time_budget_s is None, 0.0
+        self.total, self.elapsed0 = t.max_steps, 0.0
+        self.budget_plan: int | None = None  # the step count a time budget laid the schedule over
         if resume is not None:
             self._restore(resume)
         if d.master:
@@ -287,7 +294,7 @@ class Trainer:
             if self.device.type == "cuda" and rng.get("cuda"):
                 torch.cuda.set_rng_state_all(rng["cuda"])
             self.gen.set_state(rng["data"])
-            self.total, self.planned = int(st["total_steps"]), bool(st["planned"])
+            plan = st["budget_plan"]
             self.elapsed0, self.pending = float(st["elapsed_s"]), [float(x) for x in st["pending"]]
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise UserError(
@@ -295,12 +302,9 @@ class Trainer:
             ) from None
         self.step = ck["step"]
         self.best = math.inf if ck["best_val_loss"] is None else ck["best_val_loss"]
-        if (
-            self.planned
-        ):  # a budgeted run keeps the schedule it laid out; otherwise max_steps may grow
-            self.total = max(self.total, self.step)
-        else:
-            self.total = self.cfg.train.max_steps
+        if plan is not None and self.cfg.train.time_budget_s is not None:
+            self.budget_plan = self.total = max(int(plan), self.step)  # keep the budget's schedule
+        # else: total = max_steps of the current config, so a resumed run may be extended
         self.log(f"resumed from {self.last_path} at step {self.step}")
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -383,10 +387,10 @@ class Trainer:
             self.pending.append(step_loss)
             self.bar.update(1)  # type: ignore[union-attr]
             if self.hooks.after_step is not None:
-                self.hooks.after_step(self.step)
+                self.hooks.after_step(self, self.step)
             now = self.elapsed()
-            if not self.planned:
-                if self.step == first_step + 1:
+            if t.time_budget_s is not None and self.budget_plan is None:
+                if self.step == first_step + PLAN_SKIP:
                     plan_start = (now, self.step)
                 elif plan_start is not None:
                     self._maybe_plan(now, plan_start)
@@ -397,11 +401,11 @@ class Trainer:
             is_eval = self.step % t.eval_interval == 0 or self.step == self.total
             is_row = is_eval or self.step % t.log_interval == 0
             stopping = self._stop_requested(stop, is_row)
-            if is_row or stopping:
-                train_loss = self._flush_losses()
             if is_row:
+                train_loss = self._flush_losses()
                 metrics = self._evaluate_and_log(self.step, train_loss, lr, is_eval) or metrics
             if stopping:
+                self._flush_losses(keep=True)  # check them, but the next row still averages them
                 self._save(improved=False)
                 name = signal.Signals(stop.signum or signal.SIGINT).name
                 raise RunError(
@@ -438,8 +442,7 @@ class Trainer:
             n = torch.tensor([fit], device=self.device)
             dist.all_reduce(n, op=dist.ReduceOp.MIN)
             fit = int(n.item())
-        self.total = max(self.step, min(t.max_steps, self.step + fit))
-        self.planned = True
+        self.budget_plan = self.total = max(self.step, min(t.max_steps, self.step + fit))
         if self.bar is not None:
             self.bar.total = self.total
             self.bar.refresh()
@@ -448,15 +451,20 @@ class Trainer:
             f"{per_eval:.2f} s/eval -> schedule over {self.total} steps"
         )
 
-    def _flush_losses(self) -> float | None:
-        """Mean training loss since the last row (over all ranks); stop on a non-finite one."""
+    def _flush_losses(self, keep: bool = False) -> float | None:
+        """Mean training loss since the last row (over all ranks); stop on a non-finite one.
+
+        keep=True (a stop between rows) checks the losses but keeps them, as floats, for the
+        checkpoint: the resumed run's next row then averages the same steps as an unbroken run.
+        """
         if not self.pending:
             return None
-        vals = torch.stack([torch.as_tensor(v, device=self.device) for v in self.pending])
+        local = torch.stack([torch.as_tensor(v, device=self.device) for v in self.pending])
+        vals = local.double()
         if self.dist.world_size > 1:
             dist.all_reduce(vals)
             vals /= self.dist.world_size
-        losses = vals.double().tolist()
+        losses = vals.tolist()
         first_step = self.step - len(losses) + 1
         for i, v in enumerate(losses):
             if not math.isfinite(v):
@@ -469,7 +477,7 @@ class Trainer:
                     f"non-finite training loss ({v}) at step {first_step + i}; stopped, {kept}; "
                     "resume with a lower train.lr (train.resume=true train.lr=...)"
                 )
-        self.pending = []
+        self.pending = local.tolist() if keep else []
         return math.fsum(losses) / len(losses)
 
     # ---- evaluation, logging, checkpoints -----------------------------------------------------
@@ -564,7 +572,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": self.gen.get_state()},
             "train_state": {
                 "total_steps": self.total,
-                "planned": self.planned,
+                "budget_plan": self.budget_plan,
                 "elapsed_s": self.elapsed(),
                 "pending": [float(v) for v in self.pending],
             },

@@ -1,0 +1,90 @@
+"""AdamW parameter groups and the warmup + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llm_tiny.optim import build_optimizer, lr_at, param_groups
+from model.gpt import GPTConfig, TinyGPT
+
+
+def test_schedule_over_10000_steps() -> None:
+    lr, min_lr, warmup, total = 6e-4, 6e-5, 500, 10_000
+    lrs = [lr_at(s, lr, min_lr, warmup, total) for s in range(total)]
+    for s in range(warmup):  # linear warmup: update s uses lr * (s + 1) / warmup
+        assert lrs[s] == pytest.approx(lr * (s + 1) / warmup, rel=1e-12)
+    assert lrs[warmup - 1] == pytest.approx(lr) and max(lrs) == pytest.approx(lr)
+    assert lrs.index(max(lrs)) in (warmup - 1, warmup)  # the peak is at the end of warmup
+    after = lrs[warmup - 1 :]
+    assert all(b <= a for a, b in zip(after, after[1:], strict=False))  # never increasing after
+    assert all(x >= min_lr for x in lrs[warmup:])  # never below min_lr
+    assert lrs[-1] == pytest.approx(min_lr, rel=1e-12)  # min_lr at the end
+    mid = warmup + (total - 1 - warmup) // 2  # cosine: halfway down at the midpoint
+    assert lrs[mid] == pytest.approx((lr + min_lr) / 2, rel=1e-3)
+    assert lr_at(total + 5, lr, min_lr, warmup, total) == min_lr  # a longer run stays at min_lr
+
+
+@given(
+    lr=st.floats(1e-6, 1.0),
+    frac=st.floats(0.0, 1.0),
+    warmup=st.integers(0, 200),
+    total=st.integers(1, 2000),
+)
+def test_schedule_shape_for_any_settings(lr: float, frac: float, warmup: int, total: int) -> None:
+    min_lr = lr * frac
+    lrs = [lr_at(s, lr, min_lr, warmup, total) for s in range(total)]
+    assert all(0 < x <= lr * (1 + 1e-12) or x == min_lr for x in lrs)
+    w = min(warmup, total)
+    assert all(b >= a for a, b in zip(lrs[:w], lrs[1:w], strict=False))  # rising in warmup
+    tail = lrs[w:]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(tail, tail[1:], strict=False))
+    assert all(x >= min_lr * (1 - 1e-12) for x in tail)
+    if total > warmup:
+        assert lrs[-1] == pytest.approx(min_lr, rel=1e-9, abs=1e-15)
+
+
+def test_warmup_zero_starts_at_peak() -> None:
+    assert lr_at(0, 1e-3, 1e-4, 0, 100) == pytest.approx(1e-3)
+
+
+def _model(tie: bool, bias: bool = True) -> TinyGPT:
+    cfg = GPTConfig(50, 8, n_layer=2, n_head=2, n_embd=16, bias=bias, tie_weights=tie)
+    return TinyGPT(cfg)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_param_groups_decay_only_non_embedding_matrices(tie: bool, bias: bool) -> None:
+    model = _model(tie, bias)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    ids = [id(p) for g in (decay, no_decay) for p in g["params"]]
+    assert len(ids) == len(set(ids))  # a tied weight appears once
+    assert set(ids) == {id(p) for p in model.parameters()}  # and nothing is left out
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert all(p.dim() >= 2 for p in decay["params"])
+    assert "tok_emb.weight" not in decayed and "pos_emb.weight" not in decayed
+    assert ("lm_head.weight" in decayed) is (not tie)  # tied: the head is the embedding
+    assert {n for n in decayed if n.endswith(".bias")} == set()
+    assert any(n.endswith("qkv.weight") for n in decayed)
+    assert all(p.dim() < 2 or names[id(p)].endswith("emb.weight") for p in no_decay["params"])
+
+
+def test_build_optimizer_on_cpu_steps_and_decays() -> None:
+    model = _model(tie=False)
+    opt = build_optimizer(model, 1e-3, 0.5, (0.9, 0.95), "cpu")
+    assert opt.defaults["betas"] == (0.9, 0.95)
+    w = model.blocks[0].mlp.fc.weight
+    before, emb = w.detach().clone(), model.tok_emb.weight.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # zero gradient: only weight decay moves a parameter
+    opt.step()
+    assert torch.allclose(w, before * (1 - 1e-3 * 0.5))
+    assert torch.equal(model.tok_emb.weight, emb)
+    assert math.isclose(opt.param_groups[0]["lr"], 1e-3)
