@@ -19,3 +19,32 @@ lint:  ## ruff, black --check and mypy: the same checks CI runs
 
 test:  ## the whole test suite with a coverage report
 	$(PYTHON) -m pytest --cov --cov-report=term-missing:skip-covered
+
+# ---- tokenizer ---------------------------------------------------------------------------------
+VOCAB ?= 1000
+TOK_CORPUS ?= data/tiny.txt
+TOK_PLAYS ?=
+.PHONY: bpe-train bench-tok
+
+bpe-train:  ## train tok/bpe.json on data/tiny.txt (VOCAB=1000)
+	$(PYTHON) -m tok.bpe train data/tiny.txt --vocab $(VOCAB) --out tok/bpe.json
+
+bench-tok:  ## tokenizer vs HF tokenizers and tiktoken; TOK_CORPUS=file TOK_PLAYS=file-or-folder
+	$(PYTHON) -m tok.bench --corpus $(TOK_CORPUS) $(if $(TOK_PLAYS),--plays $(TOK_PLAYS))
+
+# ---- experiment tools: sweep, bench, plot ------------------------------------------------------
+CFG ?= configs/tiny.yaml
+# one thread per run: on a shared 2-core CPU, two torch threads fighting other work run many times slower
+SWEEP_ARGS ?= configs/tiny.yaml --grid model.n_embd=64,128 train.lr=1e-3,3e-3 train.threads=1 --steps 400
+BENCH_ARGS ?=
+RUNS ?=
+.PHONY: sweep bench plot
+
+sweep:  ## 4-point grid on configs/tiny.yaml (< 10 min on 2 CPU cores) -> runs/sweep_tiny/
+	$(PYTHON) -m llm_tiny.sweep $(SWEEP_ARGS)
+
+bench:  ## throughput, memory (MFU on CUDA) of CFG and the tokenizer; BENCH_ARGS="--out BENCH.md"
+	$(PYTHON) -m llm_tiny.bench $(CFG) --tokenizer $(BENCH_ARGS)
+
+plot:  ## curves of the latest run (or RUNS="runs/a runs/b") -> runs/plot.png
+	$(PYTHON) -m llm_tiny.plot $(RUNS)

@@ -481,6 +481,15 @@ def test_a_good_file_loads(tmp_path: Path) -> None:
     assert t.decode([257]) == "hi!"
 
 
+def test_a_failed_save_leaves_nothing_behind(tok4: Tokenizer, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OSError):
+        tok4.save(tmp_path / "taken")  # a folder cannot be replaced by a file
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        tok4.save(tmp_path / "missing" / "t.json")
+
+
 def test_non_utf8_and_missing_files(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
     path.write_bytes(edit().encode("utf-8") + b"\xff")

@@ -34,8 +34,8 @@ import heapq
 import json
 import os
 import sys
-import tempfile
 import time
+import uuid
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -557,13 +557,13 @@ class Tokenizer:
         path = Path(path)
         if not path.parent.is_dir():
             raise FileNotFoundError(errno.ENOENT, "no such directory", str(path.parent))
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            with open(tmp, "x", encoding="utf-8", newline="\n") as f:
                 f.write(self.to_json())
             os.replace(tmp, path)
         except BaseException:
-            os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
             raise
 
     @classmethod
