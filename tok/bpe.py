@@ -661,7 +661,7 @@ _ENCODE_EXAMPLES = """examples:
   echo "hello" | python -m tok.bpe encode --model tok/bpe.json
 """
 _DECODE_EXAMPLES = """examples:
-  python -m tok.bpe decode --model tok/bpe.json 1015 11 375 451 302
+  python -m tok.bpe decode --model tok/bpe.json 434 315 44 524 330 295 315
   python -m tok.bpe decode --model tok/bpe.json --input ids.json
   python -m tok.bpe encode --model tok/bpe.json "hi" | python -m tok.bpe decode --model tok/bpe.json
 """
@@ -672,7 +672,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m tok.bpe",
         description="Train a byte-level BPE tokenizer, encode text to ids, decode ids to text.",
-        epilog=_TRAIN_EXAMPLES + _ENCODE_EXAMPLES + _DECODE_EXAMPLES,
+        epilog=_TRAIN_EXAMPLES
+        + "".join(e.split("\n", 1)[1] for e in (_ENCODE_EXAMPLES, _DECODE_EXAMPLES)),
         formatter_class=fmt,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,encode,decode}")
