@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from model.sampling import check_sampling, sample_logits
 
 ATTN_IMPLS = ("auto", "sdpa", "naive")
 ROPE_BASE = 10000.0
@@ -164,44 +167,6 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
-
-
-def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
-    """Set logits (..., V) outside the top-k, then outside the nucleus, to -inf; the argmax survives."""
-    _check_sampling(1.0, top_k, top_p)
-    if top_k is not None and top_k < logits.size(-1):
-        top = logits.topk(top_k, dim=-1)  # exactly k survive, ties broken by topk
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, top.indices, top.values)
-    if top_p is not None and top_p < 1.0:
-        srt, order = logits.sort(dim=-1, descending=True)
-        probs = srt.softmax(-1)
-        # drop a token once the mass strictly before it reaches p: the smallest set reaching p,
-        # and never the first token, whose preceding mass is 0 < p
-        drop = (probs.cumsum(-1) - probs) >= top_p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return logits
-
-
-def sample_logits(
-    logits: Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Draw one token id per row of logits (B, V) -> (B, 1)."""
-    _check_sampling(temperature, top_k, top_p)
-    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator)
-
-
 class TinyGPT(nn.Module):
     """Decoder-only transformer language model."""
 
@@ -303,31 +268,51 @@ class TinyGPT(nn.Module):
         block_size // 2 steps. use_cache=False recomputes the same window at every step: the tokens
         are the same either way, only slower.
         """
-        V = self.cfg.vocab_size
+        args = (temperature, top_k, top_p, generator, use_cache)
+        steps = self.stream(idx, max_new_tokens, *args)  # checks the arguments now
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.cat([idx.long(), *steps], 1)
+        finally:
+            self.train(was_training)
+
+    def stream(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> Iterator[Tensor]:
+        """Yield generate's new ids (B, 1) one step at a time, as they are drawn; call .eval() first."""
+        V, W = self.cfg.vocab_size, self.cfg.block_size
         if idx.dim() != 2 or idx.size(0) == 0 or idx.size(1) == 0:
             raise ValueError(
-                f"idx must be a non-empty (B, T) tensor of token ids, got {tuple(idx.shape)}"
+                f"idx must be a non-empty (B, T) tensor of ids, got {tuple(idx.shape)}"
             )
         if idx.dtype not in (torch.int64, torch.int32) or idx.min() < 0 or idx.max() >= V:
             raise ValueError(f"idx must hold token ids in [0, {V}), got dtype {idx.dtype}")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens!r}")
-        _check_sampling(temperature, top_k, top_p)
-        was_training, W = self.training, self.cfg.block_size
-        self.eval()
-        try:
-            B, T0 = idx.shape
+        check_sampling(temperature, top_k, top_p)
+
+        @torch.no_grad()
+        def steps() -> Iterator[Tensor]:
+            (B, T0), end = idx.shape, idx.size(1) + max_new_tokens
             out = F.pad(idx.long(), (0, max_new_tokens))  # (B, T0 + max_new_tokens)
             cache = KVCache(self.cfg, B) if use_cache else None
-            n, fresh = min(T0, W), True  # n: tokens in the window; fresh: cache must be rebuilt
-            for t in range(T0, T0 + max_new_tokens):
+            n, fresh = min(T0, W), True  # n: tokens in the window; fresh: rebuild the cache
+            for t in range(T0, end):
                 if fresh and cache is not None:
                     cache.reset()
                 h = self.hidden(out[:, t - n if fresh else t - 1 : t], cache)
                 nxt = sample_logits(self.lm_head(h[:, -1]), temperature, top_k, top_p, generator)
-                out[:, t] = nxt[:, 0]
+                out[:, t : t + 1] = nxt
+                yield nxt
                 fresh = n == W or cache is None
                 n = max(1, W // 2) if n == W else n + 1
-            return out
-        finally:
-            self.train(was_training)
+
+        return steps()

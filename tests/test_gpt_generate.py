@@ -15,6 +15,15 @@ PATHS = [(a, r) for a in ("sdpa", "naive") for r in (False, True)]
 V = 50
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on a shared CPU: a second thread only adds sync stalls (5x slower under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make(seed: int = 0, **kw) -> TinyGPT:
     cfg = dict(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=32)
     cfg.update(kw)
@@ -158,6 +167,21 @@ def test_generate_keeps_prompt_and_mode_and_accepts_int32():
     assert torch.equal(idx, keep)
     assert out.dtype == torch.long and torch.equal(out[:, :5], idx)
     assert torch.equal(m.generate(idx, 0), idx)
+
+
+def test_stream_yields_the_ids_generate_appends_one_step_at_a_time():
+    m = make(rope=True, block_size=8)
+    idx = tokens(2, 5)
+    it = m.stream(idx, 30, temperature=1.3, top_p=0.9, generator=gen(3))
+    first = next(it)
+    assert first.shape == (2, 1)
+    ids = torch.cat([idx, first, *it], 1)
+    assert torch.equal(ids, m.generate(idx, 30, temperature=1.3, top_p=0.9, generator=gen(3)))
+
+
+def test_stream_checks_its_arguments_before_the_first_step():
+    with pytest.raises(ValueError, match="top_k"):
+        make().stream(tokens(1, 3), 5, top_k=0)  # no next(): the error comes at the call
 
 
 # --- seeds -----------------------------------------------------------------------------------
