@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -220,7 +221,7 @@ def test_space_split_fast_path_equals_the_plain_regex_split(
 def test_regex_whitespace_is_python_whitespace() -> None:
     # The fast path checks piece edges with str.isspace; it is safe because every
     # character that the patterns' \s matches is also str.isspace.
-    s = "".join(map(chr, range(0x3100)))
+    s = "".join(map(chr, range(sys.maxunicode + 1)))
     assert all(c.isspace() for c in regex.findall(r"\s", s))
 
 
@@ -352,6 +353,8 @@ def test_special_tokens_are_text_unless_allowed(tok4: Tokenizer) -> None:
     assert tok4.decode(allowed) == s
     with pytest.raises(TokenizerError, match="not a registered special token"):
         tok4.encode(s, allowed_special={"<|nope|>"})
+    with pytest.raises(TokenizerError, match='must be "all", "none" or a set'):
+        tok4.encode(s, allowed_special=EOT)
 
 
 def test_only_the_allowed_special_tokens_are_split_out(tok4: Tokenizer) -> None:
@@ -402,6 +405,10 @@ def test_fingerprint_tells_tokenizers_apart(tok4: Tokenizer, text: str) -> None:
     assert tok4 != other and tok4 != "tokenizer"
     pretty = json.dumps(json.loads(tok4.to_json()), indent=1)  # another layout, same content
     assert Tokenizer.from_json(pretty).fingerprint() == tok4.fingerprint()
+    a, b = Tokenizer(special_tokens={"<|a|>": 300, "<|b|>": 256}), Tokenizer()
+    b.register_special_tokens({"<|b|>": 256})
+    b.register_special_tokens({"<|a|>": 300})
+    assert a.to_json() == b.to_json()  # specials are written in id order
 
 
 def test_repr_names_the_sizes(tok4: Tokenizer) -> None:
@@ -460,6 +467,7 @@ MALFORMED = [
     (edit(merges=[[-1, 105]]), "merge 0 refers to id -1"),
     (edit(merges=[[104, 105], [104, 105]]), "merge 1 repeats the pair [104, 105] of merge 0"),
     ('{"format": "llm-tiny-bpe", "format": "x"}', "duplicate key 'format'"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
 ]
 
 
@@ -515,6 +523,8 @@ def test_constructor_checks_the_merges(merges: dict, message: str) -> None:
 
 def test_the_error_is_a_value_error() -> None:
     assert issubclass(TokenizerError, ValueError)
+    with pytest.raises(TokenizerError, match="must be a str, not bytes"):
+        Tokenizer.from_json(b"{}")  # type: ignore[arg-type]
 
 
 # -- tiktoken agrees, id for id -----------------------------------------------------------

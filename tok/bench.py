@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import statistics
 import subprocess
@@ -251,13 +252,16 @@ def report(
         )
     )
 
+    load = ""
+    if hasattr(os, "getloadavg"):  # other work on the machine slows everyone down alike
+        load = f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     versions = [f"Python {platform.python_version()}"]
     versions.append(f"tokenizers {hf.__version__}" if hf else "tokenizers not installed")
     versions.append(f"tiktoken {tiktoken.__version__}" if tiktoken else "tiktoken not installed")
     lines = [
         f"Tokenizer: corpus `{corpus}`"
         + (f", big corpus `{plays}`" if plays else "")
-        + f"; median of {repeats} runs, wall clock; {', '.join(versions)}.",
+        + f"; median of {repeats} runs, wall clock{load}; {', '.join(versions)}.",
         f"Our ids compared with: {', '.join(same) or 'nothing (no reference installed)'}.",
         "",
         "| task | ours (pure Python) | HF tokenizers | tiktoken |",

@@ -134,14 +134,14 @@ def _train_merges(
     while len(merges) < n_merges:
         while heap:
             neg, pair = heapq.heappop(heap)
-            count = counts.get(pair, 0)
-            if count == -neg:
+            best = counts.get(pair, 0)
+            if best == -neg:
                 break
-            if count:  # the count fell since this entry was pushed: re-queue it
-                heapq.heappush(heap, (-count, pair))
+            if best:  # the count fell since this entry was pushed: re-queue it
+                heapq.heappush(heap, (-best, pair))
         else:
-            count = 0
-        if count < 2:
+            best = 0
+        if best < 2:
             warnings.warn(
                 f"training stopped after {len(merges)} of {n_merges} merges: "
                 "no pair of tokens occurs twice",
@@ -193,9 +193,9 @@ def _train_merges(
                 last_new = at
                 shift += 1
                 at = word.find(new, at + 1)
-        for fresh, count in born.items():
-            counts[fresh] = count
-            heapq.heappush(heap, (-count, fresh))
+        for fresh, freq in born.items():
+            counts[fresh] = freq
+            heapq.heappush(heap, (-freq, fresh))
         if on_merge is not None:
             on_merge()
     return merges
@@ -300,10 +300,10 @@ class Tokenizer:
                 raise TokenizerError(f"a special token must be a non-empty string: {text!r}")
             if text in self.special_tokens:
                 raise TokenizerError(f"special token {text!r} is already registered")
-            if not _is_int(new_id) or new_id < lowest:
+            if not _is_int(new_id) or not lowest <= new_id < 2**31:
                 raise TokenizerError(
                     f"special token {text!r} has id {new_id!r}; special ids must be integers"
-                    f" >= {lowest} (above every merge)"
+                    f" >= {lowest} (above every merge) and < 2**31"
                 )
             if new_id in taken:
                 raise TokenizerError(
@@ -443,6 +443,7 @@ class Tokenizer:
         self._fill_chunks(chunks)
         ids_of = self._chunks.__getitem__
         starts = list(compress(count(), map(str.startswith, chunks, repeat(" "))))
+        assert len(starts) == len(clean), "a clean piece must start exactly one chunk"
         starts.append(len(chunks))
         for piece, lo, hi in zip(clean, starts, starts[1:], strict=False):
             cache[piece] = tuple(chain.from_iterable(map(ids_of, chunks[lo:hi])))
@@ -484,6 +485,10 @@ class Tokenizer:
             return self.encode_ordinary(text)
         if allowed_special == "all":
             allowed = set(self.special_tokens)
+        elif isinstance(allowed_special, str):
+            raise TokenizerError(
+                f'allowed_special must be "all", "none" or a set of texts, not {allowed_special!r}'
+            )
         else:
             allowed = set(cast(Iterable[str], allowed_special))
             unknown = sorted(allowed - set(self.special_tokens))
@@ -537,7 +542,8 @@ class Tokenizer:
     def to_json(self) -> str:
         """The canonical JSON text of this tokenizer: one merge per line, stable bytes."""
         merges = ",\n".join(f"    [{a}, {b}]" for a, b in self.merges)
-        specials = json.dumps(self.special_tokens, ensure_ascii=False)
+        by_id = dict(sorted(self.special_tokens.items(), key=lambda item: item[1]))
+        specials = json.dumps(by_id, ensure_ascii=False)
         return (
             "{\n"
             f'  "format": "{FORMAT}",\n'
@@ -569,10 +575,14 @@ class Tokenizer:
     @classmethod
     def from_json(cls, text: str) -> Tokenizer:
         """Parse and check a tokenizer's JSON text; any problem -> TokenizerError naming it."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"tokenizer JSON must be a str, not {type(text).__name__}")
         try:
             data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as err:
             raise TokenizerError(f"not valid JSON: {err}") from None
+        except RecursionError:
+            raise TokenizerError("not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise TokenizerError("a tokenizer file must hold a JSON object")
         expected = {"format", "version", "pattern", "special_tokens", "merges"}
