@@ -446,7 +446,10 @@ class Tokenizer:
         assert len(starts) == len(clean), "a clean piece must start exactly one chunk"
         starts.append(len(chunks))
         for piece, lo, hi in zip(clean, starts, starts[1:], strict=False):
-            cache[piece] = tuple(chain.from_iterable(map(ids_of, chunks[lo:hi])))
+            if hi - lo == 1:  # most pieces are one chunk: share its tuple
+                cache[piece] = ids_of(chunks[lo])
+            else:
+                cache[piece] = tuple(chain.from_iterable(map(ids_of, chunks[lo:hi])))
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` with merges only: special-token texts are encoded as plain text."""
