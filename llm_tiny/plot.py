@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import yaml  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import EngFormatter, FuncFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator  # noqa: E402
 
 from llm_tiny.errors import ArgumentParser, UserError, cli  # noqa: E402
 
@@ -102,6 +102,19 @@ def run_name(log: Path, root: str | os.PathLike[str] = "runs") -> str:
         return folder.name
 
 
+def run_labels(
+    logs: Sequence[Path], root: str | os.PathLike[str] = "runs"
+) -> tuple[list[str], str]:
+    """Legend labels and title: runs sharing a parent folder (a sweep's points) are named inside
+    it, with the parent as the title; otherwise each is named as run_name does."""
+    folders = [log.parent.resolve() for log in logs]
+    if len(folders) > 1:
+        common = Path(os.path.commonpath(folders))
+        if common not in folders and common != Path(root).resolve():
+            return [f.relative_to(common).as_posix() for f in folders], run_name(common / "x", root)
+    return [run_name(log, root) for log in logs], "run"
+
+
 def read_log(log: Path, name: str | None = None) -> RunLog:
     """Read a log.csv (and the run's config.yaml, for tokens per step) into a RunLog."""
     try:
@@ -135,13 +148,18 @@ def _spread(values: Sequence[float]) -> float:
 def _log_y(ax: plt.Axes, spread: float) -> None:
     """Log y axis with plain numbers (3, 4, 100) instead of 3x10^0 and 10^2."""
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(plain)
-    # inside one decade the only major tick may be off-screen: label the 2..9 ticks too
-    ax.yaxis.set_minor_formatter(plain if spread < 15 else FuncFormatter(lambda v, _: ""))
+    # decades alone leave one label or none on a short range: label 1-9, or 1-2-5, per decade
+    if spread < 15:
+        ax.yaxis.set_major_locator(LogLocator(subs=tuple(range(1, 10))))
+    elif spread < 1000:
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
-def draw_runs(runs: Sequence[RunLog], x: str = "step", metric: str = "ppl") -> Figure:
+def draw_runs(
+    runs: Sequence[RunLog], x: str = "step", metric: str = "ppl", legend_title: str = "run"
+) -> Figure:
     """A figure with the loss and the validation metric of every run, one colour per run."""
     col, label = METRICS[metric]
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
@@ -171,7 +189,7 @@ def draw_runs(runs: Sequence[RunLog], x: str = "step", metric: str = "ppl") -> F
         Line2D([], [], color="gray", lw=1.8, marker="o", ms=3, label="validation"),
     ]
     ax_loss.legend(handles=style, loc="upper right", fontsize=9)
-    ax_val.legend(loc="upper right", fontsize=9, title="run", title_fontsize=9)
+    ax_val.legend(loc="upper right", fontsize=9, title=legend_title, title_fontsize=9)
     for ax in (ax_loss, ax_val):
         ax.grid(True, which="major", alpha=0.3)
         if x == "tokens":
@@ -189,10 +207,14 @@ def save(fig: Figure, out: str | os.PathLike[str]) -> Path:
 
 
 def plot_runs(
-    runs: Sequence[RunLog], out: str | os.PathLike[str], x: str = "step", metric: str = "ppl"
+    runs: Sequence[RunLog],
+    out: str | os.PathLike[str],
+    x: str = "step",
+    metric: str = "ppl",
+    legend_title: str = "run",
 ) -> Path:
     """Draw loss and the validation metric of every run into one PNG at `out`; return its path."""
-    return save(draw_runs(runs, x, metric), out)
+    return save(draw_runs(runs, x, metric, legend_title), out)
 
 
 def draw_sweep(rows: Sequence[Mapping[str, str]], title: str = "sweep") -> Figure:
@@ -234,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="PNG to write (default: <root>/plot.png)")
     args = ap.parse_args(argv)
     logs = [find_log(r) for r in args.runs] if args.runs else [latest_log(args.root)]
-    runs = [read_log(log, run_name(log, args.root)) for log in logs]
-    out = plot_runs(runs, args.out or Path(args.root) / "plot.png", x=args.x, metric=args.metric)
+    labels, title = run_labels(logs, args.root)
+    runs = [read_log(log, name) for log, name in zip(logs, labels, strict=True)]
+    out = Path(args.out or Path(args.root) / "plot.png")
+    plot_runs(runs, out, x=args.x, metric=args.metric, legend_title=title)
     print(f"wrote {out} ({', '.join(r.name for r in runs)})")
     return 0
 

@@ -247,7 +247,8 @@ def run_sweep(
 def main(argv: list[str] | None = None) -> int:
     """Run a grid (or random) sweep and print the points ranked by validation perplexity."""
     ap = ArgumentParser(prog="python -m llm_tiny.sweep", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=None, help="base config YAML (e.g. configs/tiny.yaml)")
+    ap.add_argument("config", nargs="?", default=None, help="base config YAML (or --config)")
+    ap.add_argument("--config", dest="config_opt", default=None, help="base config YAML")
     ap.add_argument(
         "--grid", nargs="+", required=True, metavar="KEY=V1,V2", help="config keys and values"
     )
@@ -258,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", default="runs", help="where the sweep folder goes (default runs)")
     ap.add_argument("--no-plot", action="store_true", help="skip sweep.png")
     args = ap.parse_args(argv)
+    if args.config and args.config_opt:
+        raise UserError(f"two configs given: {args.config} and --config {args.config_opt}")
+    args.config = args.config or args.config_opt
     stem = Path(args.config).stem if args.config else "default"
     sweep_dir = Path(args.root) / _safe(args.name or f"sweep_{stem}")
     t0 = time.perf_counter()
@@ -272,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plot:
         from llm_tiny.plot import plot_sweep
 
-        out = plot_sweep(rows, sweep_dir / "sweep.png", title=f"sweep {sweep_dir.name}")
+        out = plot_sweep(rows, sweep_dir / "sweep.png", title=f"sweep {sweep_dir}")
         print(f"wrote {out}")
     print(f"sweep took {time.perf_counter() - t0:.0f} s")
     return 0

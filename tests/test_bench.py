@@ -1,0 +1,179 @@
+"""bench: the table on a tiny config (every column, sane numbers), the report file, memory, MFU."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from llm_tiny import bench
+from tok import bench as tok_bench
+
+QUICK = ["--repeats", "2", "--warmup", "1", "--batch-size", "4", "--gen-tokens", "4"]
+
+
+def table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells of the first markdown table in text."""
+    all_lines = text.splitlines()
+    start = next(i for i, ln in enumerate(all_lines) if ln.startswith("|"))
+    lines = []
+    for ln in all_lines[start:]:
+        if not ln.startswith("|"):
+            break
+        lines.append(ln)
+    cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines]
+    assert set("".join(cells[1])) <= set("-: ")  # the rule under the header
+    return cells[0], cells[2:]
+
+
+def num(cell: str) -> float:
+    return float(cell.replace(",", "").rstrip("xM%"))
+
+
+@pytest.mark.slow
+def test_bench_table_has_every_column_and_a_same_run_ratio(
+    tmp_path: Path,
+    tiny_args: Callable[..., list[str]],
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real_report, corpora = tok_bench.report, []
+
+    def small_report(path: Path) -> str:  # the real tokenizer benchmark, scaled to a test corpus
+        corpora.append(path)
+        return real_report(path, repeats=1, vocabs=(260, 270, 280))
+
+    monkeypatch.setattr(tok_bench, "report", small_report)
+    report = tmp_path / "BENCH.md"
+    argv = [*tiny_args(), *QUICK, "--compare", "model.attn=naive", "--out", str(report)]
+    assert bench.main([*argv, "--tokenizer", str(corpus)]) == 0
+    out = capsys.readouterr().out
+    assert corpora == [corpus] and "| task | ours (pure Python) |" in out
+    header, rows = table(out)
+    assert header == list(bench.COLUMNS)
+    assert [r[0] for r in rows] == ["base", "model.attn=naive"]
+    col = {h: i for i, h in enumerate(header)}
+    for r in rows:
+        assert all(c for c in r)
+        for h in ("train tok/s", "infer tok/s", "gen tok/s (KV cache)", "gen tok/s (no cache)"):
+            assert num(r[col[h]]) > 0
+        assert num(r[col["peak mem MB"]]) > 10  # the process's peak RSS: torch alone is more
+        assert r[col["batch x T"]] == "4x16" and r[col["amp"]] == "fp32" and r[col["MFU"]] == "n/a"
+        assert float(r[col["last loss"]]) > 0
+    assert [r[col["attn"]] for r in rows] == ["sdpa", "naive"]
+    base, naive = rows
+    assert base[col["train vs base"]] == "1.00x"
+    assert num(base[col["params"]]) == num(naive[col["params"]])  # same model, other attention
+    # ratios come from the same medians as the tok/s columns (which are rounded to whole tokens)
+    for rate, ratio in (("train tok/s", "train vs base"), ("infer tok/s", "infer vs base")):
+        assert num(naive[col[ratio]]) == pytest.approx(
+            num(naive[col[rate]]) / num(base[col[rate]]), abs=0.01
+        )
+    kv = num(base[col["gen tok/s (KV cache)"]]) / num(base[col["gen tok/s (no cache)"]])
+    assert num(base[col["KV speedup"]]) == pytest.approx(kv, rel=0.05)
+
+    text = report.read_text(encoding="utf-8")
+    assert re.search(
+        r"^### \d{4}-\d\d-\d\d · CPU .* · torch " + re.escape(torch.__version__), text, re.M
+    )
+    assert "python -m llm_tiny.bench " in text and "--compare model.attn=naive" in text
+    assert table(text)[0] == list(bench.COLUMNS)
+
+
+def test_out_appends_under_a_new_heading(tmp_path: Path) -> None:
+    report = tmp_path / "BENCH.md"
+    report.write_text("# Benchmarks\n\nkept as is\n", encoding="utf-8")
+    bench.append_report(report, "first", "python -m llm_tiny.bench a", "| x |\n| - |\n| 1 |")
+    bench.append_report(report, "second", "python -m llm_tiny.bench b", "| x |\n| - |\n| 2 |")
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmarks\n\nkept as is\n")
+    assert (
+        text.index("### first")
+        < text.index("python -m llm_tiny.bench a")
+        < text.index("### second")
+    )
+
+
+def test_threads_of_a_variant_apply_while_it_runs(tiny_args: Callable[..., list[str]]) -> None:
+    path, *overrides = tiny_args()
+    variants = bench.bench_configs(path, overrides, ["train.threads=2"], torch.device("cpu"))
+    before = torch.get_num_threads()
+    try:
+        bench.use_threads(variants[1])
+        assert torch.get_num_threads() == 2
+        bench.use_threads(variants[0])  # tiny_args pins one thread
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_peak_memory_sees_a_new_allocation_after_a_reset() -> None:
+    cpu = torch.device("cpu")
+    bench.reset_peak_memory(cpu)
+    before = bench.peak_memory_mb(cpu)
+    big = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    assert bench.peak_memory_mb(cpu) >= before + 48
+    del big
+
+
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA A100-SXM4-40GB", 312.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA L40S", 362.1),
+        ("Tesla T4", None),
+    ],
+)
+def test_peak_rate_is_looked_up_by_device_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, peak: float | None
+) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert bench.peak_tflops(torch.device("cuda")) == (peak, name)
+
+
+def test_mfu_is_model_flops_over_peak() -> None:
+    # 1e5 tok/s x 1e6 FLOPs/token = 1e11 FLOP/s = 10% of a 1 TFLOP/s device
+    assert bench.mfu(1e5, 1_000_000, 1.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--repeats", "0"], "--repeats >= 1"),
+        (["--batch-size", "0"], "--batch-size and --gen-tokens must be >= 1"),
+        (["model.n_layr=2"], "unknown config key 'model.n_layr'"),
+        (["--compare", "train.amp=fp16", "train.device=cpu"], "train.amp=fp16 needs a CUDA device"),
+        (["--config", "missing.yaml"], "config file missing.yaml not found"),
+        (["--tokenizer", "nope.txt"], "tokenizer corpus nope.txt not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("error: ")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_run_reports_mfu_and_no_nonfinite_loss(
+    tiny_args: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [a for a in tiny_args() if not a.startswith("train.device")]
+    assert bench.main([*args, "train.device=cuda", *QUICK, "--device", "cuda"]) == 0
+    header, rows = table(capsys.readouterr().out)
+    col = {h: i for i, h in enumerate(header)}
+    assert [r[0] for r in rows] == ["base", *bench.CUDA_COMPARES]
+    assert all("NOT FINITE" not in r[col["last loss"]] for r in rows)
