@@ -32,6 +32,25 @@ bpe-train:  ## train tok/bpe.json on data/tiny.txt (VOCAB=1000)
 bench-tok:  ## tokenizer vs HF tokenizers and tiktoken; TOK_CORPUS=file TOK_PLAYS=file-or-folder
 	$(PYTHON) -m tok.bench --corpus $(TOK_CORPUS) $(if $(TOK_PLAYS),--plays $(TOK_PLAYS))
 
+# ---- train, evaluate, sample ------------------------------------------------------------------
+CFG ?= configs/tiny.yaml
+TRAIN_ARGS ?=
+RUN ?= runs/$(basename $(notdir $(CFG)))
+CKPT ?= $(RUN)/ckpt_best.pt
+PROMPT ?=
+STEPS ?= 200
+SEED ?= 1
+.PHONY: train eval sample
+
+train:  ## train CFG (default configs/tiny.yaml) -> runs/<cfg name>/; TRAIN_ARGS="train.lr=1e-3 ..."
+	$(PYTHON) -m llm_tiny.train $(CFG) $(TRAIN_ARGS)
+
+eval:  ## val loss, perplexity, bits per byte of CKPT (default runs/<cfg name>/ckpt_best.pt)
+	$(PYTHON) -m llm_tiny.eval --ckpt $(CKPT)
+
+sample:  ## text from CKPT: make sample PROMPT="Hello" [STEPS=200 SEED=1]
+	$(PYTHON) -m llm_tiny.sample --ckpt $(CKPT) --prompt "$(PROMPT)" --steps $(STEPS) --seed $(SEED)
+
 # ---- experiment tools: sweep, bench, plot ------------------------------------------------------
 CFG ?= configs/tiny.yaml
 # one thread per run: on a shared 2-core CPU, two torch threads fighting other work run many times slower
