@@ -411,6 +411,13 @@ def test_fingerprint_tells_tokenizers_apart(tok4: Tokenizer, text: str) -> None:
     assert a.to_json() == b.to_json()  # specials are written in id order
 
 
+def test_patterns_can_be_named(text: str) -> None:
+    for name, pattern in PATTERNS.items():
+        assert Tokenizer(pattern=name).pattern == pattern
+    named = Tokenizer.train(text[:5000], 300, pattern="gpt2")
+    assert named == Tokenizer.train(text[:5000], 300, pattern=GPT2_PATTERN)
+
+
 def test_repr_names_the_sizes(tok4: Tokenizer) -> None:
     assert repr(tok4) == "Tokenizer(vocab_size=600, merges=343, pattern=gpt4, special_tokens=1)"
     assert "pattern=custom" in repr(Tokenizer(pattern=r"\w+|\W"))

@@ -248,10 +248,14 @@ class Tokenizer:
         pattern: str = GPT4_PATTERN,
         special_tokens: dict[str, int] | None = None,
     ) -> None:
-        """Check and index the merges, pattern and special tokens; TokenizerError if invalid."""
+        """Check and index the merges, pattern and special tokens; TokenizerError if invalid.
+
+        `pattern` is a regex, "" for no pre-split, or a name from PATTERNS ("gpt4", ...).
+        """
         merges = dict(merges or {})
         if not isinstance(pattern, str):
             raise TokenizerError(f"pattern must be a string, got {type(pattern).__name__}")
+        pattern = PATTERNS.get(pattern, pattern)
         try:
             self._split = regex.compile(pattern).findall if pattern else None
         except regex.error as err:
