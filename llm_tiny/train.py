@@ -392,15 +392,19 @@ class Trainer:
             if t.time_budget_s is not None and self.budget_plan is None:
                 if self.step == first_step + PLAN_SKIP:
                     plan_start = (now, self.step)
-                elif plan_start is not None:
-                    self._maybe_plan(now, plan_start)
-            out_of_time = t.time_budget_s is not None and now >= t.time_budget_s
-            if out_of_time and self.step < self.total:
+                elif plan_start is not None and self.step % t.log_interval == 0:
+                    self._maybe_plan(now, plan_start)  # at log steps: DDP ranks decide together
+            is_row = (
+                self.step % t.log_interval == 0
+                or self.step % t.eval_interval == 0
+                or self.step == self.total
+            )
+            late = t.time_budget_s is not None and now >= t.time_budget_s
+            stopping, late = self._vote(stop, late, is_row)
+            if late and self.step < self.total:
                 self.log(f"time budget of {t.time_budget_s:g} s reached at step {self.step}")
-                self.total = self.step
+                self.total, is_row = self.step, True
             is_eval = self.step % t.eval_interval == 0 or self.step == self.total
-            is_row = is_eval or self.step % t.log_interval == 0
-            stopping = self._stop_requested(stop, is_row)
             if is_row:
                 train_loss = self._flush_losses()
                 metrics = self._evaluate_and_log(self.step, train_loss, lr, is_eval) or metrics
@@ -415,33 +419,36 @@ class Trainer:
                 )
         return metrics
 
-    def _stop_requested(self, stop: StopSignal, is_row: bool) -> bool:
-        """Whether to stop after this step; in DDP every rank must agree, so they vote at log rows."""
+    def _vote(self, stop: StopSignal, late: bool, is_row: bool) -> tuple[bool, bool]:
+        """(stop now, out of time): this process's view, or in DDP the ranks' common one, which
+        they agree on at log rows only (one small all_reduce there, none on other steps)."""
         if self.dist.world_size == 1:
-            return stop.signum is not None
+            return stop.signum is not None, late
         if not is_row:
-            return False
-        flag = torch.tensor([1.0 if stop.signum is not None else 0.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() > 0 and stop.signum is None:
+            return False, False
+        flags = torch.tensor([float(stop.signum is not None), float(late)], device=self.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        agreed_stop, agreed_late = (bool(v > 0) for v in flags.tolist())
+        if agreed_stop and stop.signum is None:  # another rank was signalled
             stop.signum = signal.SIGTERM
-        return bool(flag.item() > 0)
+        return agreed_stop, agreed_late
 
     def _maybe_plan(self, now: float, start: tuple[float, int]) -> None:
         """Once the first steps are timed, fit the schedule's length to the time budget."""
         t = self.cfg.train
         assert t.time_budget_s is not None
         dt, steps = now - start[0], self.step - start[1]
-        if steps < 3 or dt < min(PLAN_MAX_S, PLAN_FRACTION * t.time_budget_s):
-            return
-        per_step = dt / steps
+        ready = steps >= 3 and dt >= min(PLAN_MAX_S, PLAN_FRACTION * t.time_budget_s)
+        per_step = dt / max(steps, 1)
         per_eval = getattr(self, "eval_seconds", 0.0)
         left = PLAN_MARGIN * t.time_budget_s - now - per_eval  # the final evaluation
         fit = int(max(0.0, left) / (per_step + per_eval / t.eval_interval))
-        if self.dist.world_size > 1:  # every rank must plan the same number of steps
-            n = torch.tensor([fit], device=self.device)
-            dist.all_reduce(n, op=dist.ReduceOp.MIN)
-            fit = int(n.item())
+        if self.dist.world_size > 1:  # plan when every rank is ready, to the slowest rank's fit
+            votes = torch.tensor([float(ready), float(fit)], device=self.device)
+            dist.all_reduce(votes, op=dist.ReduceOp.MIN)
+            ready, fit = votes[0].item() > 0, int(votes[1].item())
+        if not ready:
+            return
         self.budget_plan = self.total = max(self.step, min(t.max_steps, self.step + fit))
         if self.bar is not None:
             self.bar.total = self.total

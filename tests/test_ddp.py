@@ -56,3 +56,28 @@ def test_two_gloo_processes_match_one(tiny_args: Callable[..., list[str]], tmp_p
         for col in ("lr", "train_loss", "val_loss"):
             if a[col]:
                 assert float(b[col]) == pytest.approx(float(a[col]), rel=1e-4)
+
+
+def _budget_worker(rank: int, world: int, port: int, args: list[str], out: Path) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    path, *overrides = args
+    m = run_training(load_config(path, overrides), log=lambda _: None)
+    (out / f"rank{rank}.txt").write_text(f"{int(m['step'])} {int(m['total_steps'])}")
+
+
+@pytest.mark.slow
+def test_ranks_agree_on_the_time_budget_plan(
+    tiny_args: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    # each rank times its own steps; they must still plan, and stop, at the same step (else: hang)
+    args = tiny_args("train.time_budget_s=2", "train.max_steps=100000", "train.log_interval=2")
+    mp.spawn(_budget_worker, args=(2, _free_port(), args, tmp_path), nprocs=2, join=True)
+    r0, r1 = ((tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1))
+    assert r0 == r1 and int(r0[0]) == int(r0[1]) < 100000
+    assert load_checkpoint(tmp_path / "run" / "ckpt_last.pt")["step"] == int(r0[0])
