@@ -8,7 +8,7 @@ memory), then encodes and decodes the corpus with the 4096-id tokenizer. HF toke
 trains with the same split pattern and vocab size; for encoding and decoding, HF and
 tiktoken are built from *our* merges, so all three must give the same ids (checked).
 Each time is the median of --repeats runs in this one process, the libraries taking
-turns run by run. HF and tiktoken are optional: `pip install tokenizers tiktoken`. Prints a
+turns run by run; a run of a short call (encode, decode) loops it for about 0.2 s. HF and tiktoken are optional: `pip install tokenizers tiktoken`. Prints a
 markdown table; `report()` returns it for `python -m llm_tiny.bench --tokenizer`.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import platform
 import statistics
@@ -39,16 +40,28 @@ def _optional(name: str) -> Any:
         return None
 
 
-def race(fns: dict[str, Callable[[], object] | None], repeats: int) -> dict[str, float | None]:
-    """Median wall-clock seconds of each fn (None: not installed), the fns taking turns."""
-    times: dict[str, list[float]] = {name: [] for name, fn in fns.items() if fn is not None}
-    for _ in range(repeats):
-        for name in times:
-            fn = fns[name]
-            assert fn is not None
+def race(
+    fns: dict[str, Callable[[], object] | None], repeats: int, min_seconds: float = 0.0
+) -> dict[str, float | None]:
+    """Median wall-clock seconds per call of each fn (None: not installed), taking turns.
+
+    With `min_seconds`, each fn is called once first, and a timed run then loops it
+    enough times to last about that long, so short calls are not lost in timer noise.
+    """
+    live = {name: fn for name, fn in fns.items() if fn is not None}
+    loops = dict.fromkeys(live, 1)
+    if min_seconds:
+        for name, fn in live.items():
             start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
+            loops[name] = max(1, math.ceil(min_seconds / (time.perf_counter() - start)))
+    times: dict[str, list[float]] = {name: [] for name in live}
+    for _ in range(repeats):
+        for name, fn in live.items():
+            start = time.perf_counter()
+            for _ in range(loops[name]):
+                fn()
+            times[name].append((time.perf_counter() - start) / loops[name])
     return {name: statistics.median(times[name]) if name in times else None for name in fns}
 
 
@@ -217,6 +230,7 @@ def report(
             "tt": (lambda: tt.encode_ordinary(text)) if tt else None,
         },
         repeats,
+        min_seconds=0.2,
     )
     e_tt = enc["tt"]
     for label, ours in [
@@ -240,6 +254,7 @@ def report(
             "tt": (lambda: tt.decode(ids)) if tt else None,
         },
         repeats,
+        min_seconds=0.2,
     )
     d_ours, d_tt = cast(float, dec["ours"]), dec["tt"]
     vs = f" ({d_tt / d_ours:.2f}× tiktoken's speed)" if d_tt else ""
