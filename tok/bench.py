@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from tok.bpe import GPT4_PATTERN, Tokenizer
+from tok.bpe import GPT4_PATTERN, Tokenizer, _Parser, _UsageError
 
 PREFIX_BYTES = 200_000  # the "first 200 KB": cut after the last newline before this byte
 TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
@@ -180,6 +180,7 @@ def report(
     small, mid, large = vocabs
     hf, tiktoken = _optional("tokenizers"), _optional("tiktoken")
     text = read_corpus(corpus)
+    big = read_corpus(plays) if plays is not None else None  # fail early on a bad path
     head = first_bytes(text, PREFIX_BYTES)
     n_text, n_head = len(text.encode()), len(head.encode())
     rows: list[tuple[str, str, str, str]] = []
@@ -198,8 +199,7 @@ def report(
 
     train_row(f"train: first {n_head:,} B → vocab {small}", head, small)
     train_row(f"train: {n_text:,} B → vocab {mid}", text, mid)
-    if plays is not None:
-        big = read_corpus(plays)
+    if plays is not None and big is not None:
         seconds, peak_mb = train_in_child(plays, large)
         ref = race({"hf": (lambda: hf_train(hf, big, large)) if hf else None}, 1)["hf"]
         ratio = f" ({seconds / ref:.2f}× HF's time)" if ref else ""
@@ -287,8 +287,8 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print its markdown report; returns the exit code."""
-    parser = argparse.ArgumentParser(
+    """Run the benchmark and print its markdown report; returns the exit code (2: bad input)."""
+    parser = _Parser(
         prog="python -m tok.bench",
         description="Benchmark our tokenizer beside HF tokenizers and tiktoken (when installed).",
         epilog="example:\n  python -m tok.bench --corpus ../shared/data/tinyshakespeare.txt "
@@ -302,15 +302,19 @@ def main(argv: list[str] | None = None) -> int:
         "--plays", type=Path, metavar="PATH", help="a big corpus: a file, or a folder of *_gut.txt"
     )
     parser.add_argument("--repeats", type=int, default=3, metavar="N", help="default: 3")
-    args = parser.parse_args(argv)
-    for path in (args.corpus, args.plays):
-        if path is not None and not path.exists():
-            print(f"error: {path} does not exist", file=sys.stderr)
-            return 2
-    if args.repeats < 1:
-        print("error: --repeats must be at least 1", file=sys.stderr)
+    try:
+        args = parser.parse_args(argv)
+        for path in (args.corpus, args.plays):
+            if path is not None and not path.exists():
+                raise _UsageError(f"{path} does not exist")
+        if args.repeats < 1:
+            raise _UsageError("--repeats must be at least 1")
+        print(report(args.corpus, args.plays, args.repeats))
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0
+    except (_UsageError, OSError, UnicodeDecodeError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    print(report(args.corpus, args.plays, args.repeats))
     return 0
 
 
