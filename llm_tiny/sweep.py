@@ -162,10 +162,11 @@ def _check_manifest(sweep_dir: Path, manifest: dict[str, object]) -> None:
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read {path}: {e}") from None
         if old != manifest:
-            diff = ", ".join(k for k in manifest if old.get(k) != manifest[k])
+            what = {"config_sha256": "config file", "fixed": "fixed settings", "swept_keys": "keys"}
+            diff = " and ".join(what[k] for k in manifest if old.get(k) != manifest[k])
             raise UserError(
-                f"{sweep_dir} holds a sweep with a different {diff}; its results would not "
-                "compare: pass --name to start another sweep"
+                f"{sweep_dir} holds a sweep with other {diff}, whose results would not compare: "
+                f"pass --name NAME to start another sweep, or delete {sweep_dir}"
             )
     else:
         atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")

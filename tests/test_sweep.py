@@ -210,7 +210,7 @@ def test_an_interrupted_sweep_reruns_only_the_unfinished_point(
 def test_a_changed_setting_refuses_the_old_sweep_folder(tmp_path: Path, config_file: Path) -> None:
     trainer = CountingTrainer()
     sweep.run_sweep(str(config_file), ["train.lr=1e-3,3e-3"], tmp_path, steps=2, trainer=trainer)
-    with pytest.raises(UserError, match="different fixed; .* pass --name"):
+    with pytest.raises(UserError, match="other fixed settings, whose .* pass --name"):
         sweep.run_sweep(
             str(config_file), ["train.lr=1e-3,3e-3"], tmp_path, steps=3, trainer=trainer
         )
