@@ -289,12 +289,12 @@ class TinyGPT(nn.Module):
     ) -> Iterator[Tensor]:
         """Yield generate's new ids (B, 1) one step at a time, as they are drawn; call .eval() first."""
         V, W = self.cfg.vocab_size, self.cfg.block_size
-        if idx.dim() != 2 or idx.size(0) == 0 or idx.size(1) == 0:
+        if idx.dim() != 2 or idx.numel() == 0 or idx.dtype not in (torch.int64, torch.int32):
             raise ValueError(
-                f"idx must be a non-empty (B, T) tensor of ids, got {tuple(idx.shape)}"
+                f"idx must be a non-empty (B, T) int tensor, got {idx.dtype} {tuple(idx.shape)}"
             )
-        if idx.dtype not in (torch.int64, torch.int32) or idx.min() < 0 or idx.max() >= V:
-            raise ValueError(f"idx must hold token ids in [0, {V}), got dtype {idx.dtype}")
+        if idx.min() < 0 or idx.max() >= V:
+            raise ValueError(f"idx holds ids outside [0, {V}): {idx.min()}..{idx.max()}")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens!r}")
         check_sampling(temperature, top_k, top_p)
