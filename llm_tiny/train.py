@@ -209,9 +209,8 @@ class Trainer:
         try:
             return self._run()
         finally:
-            torch.set_num_threads(
-                threads
-            )  # train.threads is for this run, not the caller's process
+            # train.threads is for this run, not for the rest of the caller's process
+            torch.set_num_threads(threads)
             if lock is not None:
                 lock.release()
 
@@ -227,12 +226,14 @@ class Trainer:
             resume = ckpt_io.load_checkpoint(self.last_path)
         elif t.resume:
             self.log(f"note: no {self.last_path} to resume from; starting fresh")
+        t_prep = time.perf_counter()
         if d.master:  # rank 0 trains/encodes, the others then read its cache
             self.corpus = self._prepare(resume)
         if d.world_size > 1:
             dist.barrier()
         if not d.master:
             self.corpus = self._prepare(resume)
+        self.prep_seconds = time.perf_counter() - t_prep  # tokenizer training and token caching
         self.corpus.check_length(cfg.model.block_size, cfg.data.path)
         tok = self.corpus.tokenizer
         self.gcfg = gpt_config(cfg.model, tok.vocab_size)
@@ -315,7 +316,8 @@ class Trainer:
         n_params = self.model.num_params()
         self.log(
             f"{n_params:,} parameters, vocab {self.gcfg.vocab_size}, "
-            f"{self.corpus.train.n:,} train / {self.corpus.val.n:,} val tokens, device {self.device}"
+            f"{self.corpus.train.n:,} train / {self.corpus.val.n:,} val tokens "
+            f"(ready in {self.prep_seconds:.1f} s), device {self.device}"
             + (f", {d.world_size} processes" if d.world_size > 1 else "")
         )
         self.t0 = time.perf_counter() - self.elapsed0
@@ -340,6 +342,7 @@ class Trainer:
             best_val_loss=self.best,
             params=float(n_params),
             elapsed_s=self.elapsed(),
+            prep_s=self.prep_seconds,
             total_steps=float(self.total),
         )
         self.log(
@@ -356,7 +359,7 @@ class Trainer:
     def _loop(self, stop: StopSignal) -> dict[str, float]:
         t, d, model_bs = self.cfg.train, self.dist, self.cfg.model.block_size
         metrics: dict[str, float] = {}
-        first_step, plan_start = self.step, None
+        first_step, plan_start, start = self.step, None, self.elapsed()
         params = list(self.model.parameters())
         while self.step < self.total:
             lr = lr_at(self.step, t.lr, t.min_lr, t.warmup_steps, self.total)
@@ -389,6 +392,8 @@ class Trainer:
             if self.hooks.after_step is not None:
                 self.hooks.after_step(self, self.step)
             now = self.elapsed()
+            if t.compile and self.step == first_step + 1:
+                self.log(f"torch.compile: first step took {now - start:.1f} s, compiling included")
             if t.time_budget_s is not None and self.budget_plan is None:
                 if self.step == first_step + PLAN_SKIP:
                     plan_start = (now, self.step)
@@ -599,7 +604,9 @@ def run_training(
     cfg: Config, hooks: Hooks | None = None, log: Callable[[str], None] = print
 ) -> dict[str, float]:
     """Train per cfg (as one process, or one rank of a torchrun job) and return the final metrics:
-    step, val_loss, val_ppl, val_bpb, best_val_loss, train_loss, params, elapsed_s, total_steps."""
+    step, total_steps, val_loss, val_ppl, val_bpb (fixed validation windows), best_val_loss,
+    train_loss, tokens_per_s (last row), params, elapsed_s (training, across resumes; the time budget
+    counts this) and prep_s (tokenizer training and token caching in this process)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     own_group = world > 1 and not dist.is_initialized()
     if own_group:
