@@ -57,6 +57,9 @@ class ModelCfg:
     rope: bool = False
     tie_weights: bool = False
     attn: str = _f("auto", choices=("auto", "sdpa", "naive"))
+    qk_norm: bool = False  # RMS-normalised q and k per head
+    activation: str = _f("gelu", choices=("gelu", "relu2"))
+    zero_init: bool = False  # attention and MLP output projections start at zero
 
 
 @dataclass
@@ -86,6 +89,10 @@ class TrainCfg:
     lr: float = _f(1e-3, lambda v: 0 < v < math.inf, "> 0")
     min_lr: float = _f(1e-4, lambda v: 0 <= v < math.inf, ">= 0")
     warmup_steps: int = _f(100, lambda v: v >= 0, ">= 0")
+    # after warmup: cosine to min_lr, or wsd (warmup-stable-decay): lr held, then a linear decay to
+    # min_lr over the last decay_frac of the steps
+    schedule: str = _f("cosine", choices=("cosine", "wsd"))
+    decay_frac: float = _f(0.3, lambda v: 0 < v <= 1, "in (0, 1]")
     weight_decay: float = _f(0.1, lambda v: 0 <= v < math.inf, ">= 0")
     beta1: float = _f(0.9, lambda v: 0 <= v < 1, "in [0, 1)")
     beta2: float = _f(0.95, lambda v: 0 <= v < 1, "in [0, 1)")

@@ -44,16 +44,32 @@ def build_optimizer(
     )
 
 
-def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
+def lr_at(
+    step: int,
+    lr: float,
+    min_lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    schedule: str = "cosine",
+    decay_frac: float = 0.3,
+) -> float:
     """Learning rate for update number `step` (0-based) of `total_steps`.
 
-    Linear warmup over updates 0..warmup_steps-1 reaching `lr` at the last of them, then a cosine from
-    `lr` down to exactly `min_lr` at update total_steps-1 (and after, should a run go on).
+    Linear warmup over updates 0..warmup_steps-1 reaching `lr` at the last of them, then down to exactly
+    `min_lr` at update total_steps-1 (and after, should a run go on): by a cosine over all the remaining
+    updates (schedule="cosine"), or, for "wsd" (warmup-stable-decay), held at `lr` and then linear over
+    the last `decay_frac` of the total_steps.
     """
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     decay_steps = total_steps - 1 - warmup_steps
     if decay_steps <= 0:  # no room left to decay: the last update (and any after) uses min_lr
         return min_lr
+    if schedule == "wsd":
+        decay_steps = min(decay_steps, max(1, round(decay_frac * total_steps)))
+        left = total_steps - 1 - step  # updates still to come after this one
+        return min_lr + (lr - min_lr) * min(1.0, max(0.0, left / decay_steps))
+    if schedule != "cosine":
+        raise ValueError(f"unknown schedule {schedule!r}; choose cosine or wsd")
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)

@@ -362,7 +362,9 @@ class Trainer:
         first_step, plan_start, start = self.step, None, self.elapsed()
         params = list(self.model.parameters())
         while self.step < self.total:
-            lr = lr_at(self.step, t.lr, t.min_lr, t.warmup_steps, self.total)
+            lr = lr_at(
+                self.step, t.lr, t.min_lr, t.warmup_steps, self.total, t.schedule, t.decay_frac
+            )
             for g in self.opt.param_groups:
                 g["lr"] = lr
             x, y = get_batch(

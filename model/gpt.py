@@ -14,6 +14,7 @@ from torch import Tensor
 from model.sampling import check_sampling, sample_logits
 
 ATTN_IMPLS = ("auto", "sdpa", "naive")
+ACTIVATIONS = ("gelu", "relu2")
 ROPE_BASE = 10000.0
 
 
@@ -31,6 +32,9 @@ class GPTConfig:
     rope: bool = False  # rotary q/k instead of learned positions
     tie_weights: bool = False  # LM head shares the token embedding
     attn: str = "auto"  # "auto" | "sdpa" | "naive"
+    qk_norm: bool = False  # RMS-normalise each head's q and k (before rotary)
+    activation: str = "gelu"  # MLP nonlinearity: "gelu" | "relu2" (relu(x)^2)
+    zero_init: bool = False  # residual output projections start at zero: blocks begin as identity
 
     def __post_init__(self) -> None:
         for f in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -45,6 +49,8 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.attn not in ATTN_IMPLS:
             raise ValueError(f"attn must be one of {ATTN_IMPLS}, got {self.attn!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
 
 
 def resolve_attn(name: str) -> str:
@@ -66,6 +72,18 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     # at least fp32 so low-precision runs keep accurate angles
     x1, x2 = x.to(torch.promote_types(x.dtype, torch.float32)).chunk(2, -1)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).type_as(x)
+
+
+def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) over the last dim, without a gain (QK-norm's unit-scale q and k)."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+class ReLU2(nn.Module):
+    """relu(x)^2: sparse like ReLU, smooth at the origin's right, cheaper than GELU."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x).square()
 
 
 class KVCache:
@@ -103,6 +121,7 @@ class CausalSelfAttention(nn.Module):
         C, bs = cfg.n_embd, cfg.block_size
         self.layer, self.nh, self.p = layer, cfg.n_head, cfg.dropout
         self.impl = resolve_attn(cfg.attn)
+        self.qk_norm = cfg.qk_norm
         self.qkv = nn.Linear(C, 3 * C, bias=cfg.bias)
         self.proj = nn.Linear(C, C, bias=cfg.bias)
         self.attn_drop = nn.Dropout(cfg.dropout)
@@ -116,6 +135,8 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.nh, C // self.nh).transpose(1, 2) for t in (q, k, v))
+        if self.qk_norm:  # bounded logits: q.k / sqrt(hd) lies in [-sqrt(hd), sqrt(hd)]
+            q, k = rms_norm(q), rms_norm(k)
         if rope is not None:  # (B, nh, T, hd)
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
@@ -142,7 +163,7 @@ class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.act = nn.GELU()
+        self.act: nn.Module = ReLU2() if cfg.activation == "relu2" else nn.GELU()
         self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -198,7 +219,10 @@ class TinyGPT(nn.Module):
             nn.init.zeros_(m.bias)
         if isinstance(m, (CausalSelfAttention, MLP)):  # apply() visits it after its Linears
             # residual writes shrink with depth so the stream's variance stays ~1
-            nn.init.normal_(m.proj.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
+            if self.cfg.zero_init:  # blocks start as the identity; gradients still reach proj
+                nn.init.zeros_(m.proj.weight)
+            else:
+                nn.init.normal_(m.proj.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
 
     @property
     def attn_impl(self) -> str:
