@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -78,8 +79,10 @@ def save_checkpoint(state: Mapping[str, Any], paths: Iterable[str | os.PathLike[
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
     """Read and structurally check a checkpoint; any problem is a one-line UserError naming the file."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"checkpoint {p} not found")
+    if not p.is_file():
+        raise UserError(f"checkpoint {p} is not a file")
     if p.stat().st_size == 0:
         raise UserError(f"checkpoint {p} is empty")
     try:
@@ -89,9 +92,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
             warnings.simplefilter("ignore")
             ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's text advises weights_only=False, exactly what must not be done here: keep its detail
+        m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(e), re.S)
+        detail = one_line(m.group(1) if m else e)[:200]
         raise UserError(
-            f"checkpoint {p} refused: not plain tensors and values (loading it could run code): "
-            f"{one_line(e)[:200]}"
+            f"checkpoint {p} refused: not a file of tensors and plain values (a pickle that could "
+            f"run code, or garbage); nothing in it was run ({detail})"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as e:
         raise UserError(f"checkpoint {p} is corrupt or truncated: {one_line(e)[:200]}") from None

@@ -93,10 +93,12 @@ def test_bad_checkpoints_are_refused(
     data = trained.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"x": _Evil(tmp_path / "pwned")}))
+    (tmp_path / "noise.pt").write_bytes(np.random.default_rng(0).bytes(4096))
     cases = {
         str(tmp_path / "missing.pt"): "not found",
         str(tmp_path / "cut.pt"): "corrupt or truncated",
         str(tmp_path / "evil.pt"): "refused",
+        str(tmp_path / "noise.pt"): "noise.pt",
     }
     for path, needle in cases.items():
         capsys.readouterr()
