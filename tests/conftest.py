@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from llm_tiny.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "data" / "tiny.txt"
 CORPUS_BYTES = 16_000  # enough for a few hundred 16-token windows, small enough to stay fast
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the test on one torch thread (tiny ops on a shared 2-core CPU are far faster so)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

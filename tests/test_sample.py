@@ -16,6 +16,8 @@ from llm_tiny.train import main as train_main
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fastest
+
 
 @pytest.fixture
 def trained(tiny_args: Callable[..., list[str]], tmp_path: Path) -> Path:
@@ -23,8 +25,9 @@ def trained(tiny_args: Callable[..., list[str]], tmp_path: Path) -> Path:
     return tmp_path / "run" / "ckpt_best.pt"
 
 
-@pytest.mark.parametrize(("prompt_len", "steps"), [(1, 5), (3, 40), (16, 20), (30, 50)])
-@pytest.mark.parametrize("block", [8, 9])
+@pytest.mark.parametrize(
+    ("prompt_len", "steps", "block"), [(1, 5, 8), (3, 40, 9), (16, 20, 8), (30, 50, 9)]
+)  # a window that fills and restarts (even and odd block sizes), prompts longer than the block
 def test_stream_yields_what_generate_returns(prompt_len: int, steps: int, block: int) -> None:
     torch.manual_seed(0)
     model = TinyGPT(GPTConfig(97, block, n_layer=2, n_head=2, n_embd=16, rope=block == 8))
