@@ -452,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     rows, notes = table_rows(variants, s, args.peak_tflops)
     notes.append(load_note)
     notes.append(
+        "last loss: training loss of the last timed step, a check for inf/nan (dropout and "
+        "numerics make it differ between variants)"
+    )
+    notes.append(
         f"median of {s.repeats} repeats after {s.warmup} warm-up; generation: batch 1, "
         f"{s.prompt_len}-token prompt, {s.gen_tokens} new tokens; ratios from interleaved repeats"
     )
