@@ -52,8 +52,7 @@ sample:  ## text from CKPT: make sample PROMPT="Hello" [STEPS=200 SEED=1]
 	$(PYTHON) -m llm_tiny.sample --ckpt $(CKPT) --prompt "$(PROMPT)" --steps $(STEPS) --seed $(SEED)
 
 # ---- experiment tools: sweep, bench, plot ------------------------------------------------------
-# one thread per run: on a shared 2-core CPU, two torch threads fighting other work run many times slower
-SWEEP_ARGS ?= configs/tiny.yaml --grid model.n_embd=64,128 train.lr=1e-3,3e-3 train.threads=1 --steps 400
+SWEEP_ARGS ?= configs/tiny.yaml --grid model.n_embd=64,128 train.lr=1e-3,3e-3 --steps 400
 BENCH_ARGS ?=
 RUNS ?=
 .PHONY: sweep bench plot

@@ -145,31 +145,36 @@ def train_point(cfg: Config) -> dict[str, float]:
 
 
 def _manifest(config: str | None, fixed: list[str], swept: list[str]) -> dict[str, object]:
-    text = Path(config).read_bytes() if config else b""
-    return {
-        "config_sha256": hashlib.sha256(text).hexdigest(),
-        "fixed": fixed,
-        "swept_keys": swept,
-    }
+    """What makes points comparable: the resolved settings every point shares, and the swept keys.
+
+    Hashing the resolved config (not the file) lets comments and key order change freely; the
+    swept keys and the run folder are left out, since they differ from point to point."""
+    shared = load_config(config, fixed).to_dict()
+    for key in [*swept, "train.out_dir"]:
+        sec, name = key.split(".", 1)
+        shared[sec].pop(name)
+    digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()
+    return {"settings_sha256": digest, "swept_keys": swept, "fixed": fixed}
 
 
 def _check_manifest(sweep_dir: Path, manifest: dict[str, object]) -> None:
-    """A sweep folder only takes points run with the same config file and fixed settings."""
+    """A sweep folder only takes points whose shared settings and swept keys match its first run."""
     path = sweep_dir / "sweep.json"
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read {path}: {e}") from None
-        if old != manifest:
-            what = {"config_sha256": "config file", "fixed": "fixed settings", "swept_keys": "keys"}
-            diff = " and ".join(what[k] for k in manifest if old.get(k) != manifest[k])
-            raise UserError(
-                f"{sweep_dir} holds a sweep with other {diff}, whose results would not compare: "
-                f"pass --name NAME to start another sweep, or delete {sweep_dir}"
-            )
-    else:
+    if not path.is_file():
         atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    what = {"settings_sha256": "settings", "swept_keys": "swept keys"}
+    diff = [name for key, name in what.items() if old.get(key) != manifest[key]]
+    if diff:
+        raise UserError(
+            f"{sweep_dir} holds a sweep with other {' and '.join(diff)} (it was run with "
+            f"{' '.join(map(str, old.get('fixed', [])))}), whose results would not compare: "
+            f"pass --name NAME to start another sweep, or delete {sweep_dir}"
+        )
 
 
 def _fmt(v: object) -> str:

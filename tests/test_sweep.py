@@ -210,11 +210,18 @@ def test_an_interrupted_sweep_reruns_only_the_unfinished_point(
 def test_a_changed_setting_refuses_the_old_sweep_folder(tmp_path: Path, config_file: Path) -> None:
     trainer = CountingTrainer()
     sweep.run_sweep(str(config_file), ["train.lr=1e-3,3e-3"], tmp_path, steps=2, trainer=trainer)
-    with pytest.raises(UserError, match="other fixed settings, whose .* pass --name"):
+    with pytest.raises(
+        UserError,
+        match=r"other settings \(it was run with train.max_steps=2\), whose .* pass --name",
+    ):
         sweep.run_sweep(
             str(config_file), ["train.lr=1e-3,3e-3"], tmp_path, steps=3, trainer=trainer
         )
     assert len(trainer.calls) == 2
+    # comments and key order in the config file don't matter, only the settings they resolve to
+    config_file.write_text(
+        "# a comment\n" + config_file.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     # a new value for a swept key extends the same sweep: only the new point trains
     sweep.run_sweep(
         str(config_file), ["train.lr=1e-3,3e-3,1e-2"], tmp_path, steps=2, trainer=trainer
