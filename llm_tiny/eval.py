@@ -74,9 +74,33 @@ def evaluate_checkpoint(
     device: str = "auto",
     batch_size: int = 16,
     cache_dir: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Load a checkpoint and score `data` (default: its training corpus) -> loss, ppl, bpb, ..."""
+    """Load a checkpoint and score `data` (default: its training corpus) -> loss, ppl, bpb, ...
+
+    threads: torch CPU threads for this call (default: the run's train.threads, else torch's).
+    """
     ck = ckpt_io.load_checkpoint(ckpt_path)
+    tcfg = ck["config"].get("train", {}) if isinstance(ck["config"], dict) else {}
+    n = threads if threads is not None else tcfg.get("threads")
+    before = torch.get_num_threads()
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+        torch.set_num_threads(n)
+    try:
+        return _evaluate(ck, ckpt_path, data, split, device, batch_size, cache_dir)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _evaluate(
+    ck: dict[str, Any],
+    ckpt_path: str | Path,
+    data: str | Path | None,
+    split: str,
+    device: str,
+    batch_size: int,
+    cache_dir: str | None,
+) -> dict[str, Any]:
     tok = ckpt_io.tokenizer_of(ck, ckpt_path)
     model = ckpt_io.build_model(ck, ckpt_path)
     dcfg = ck["config"].get("data", {}) if isinstance(ck["config"], dict) else {}
@@ -114,10 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch_size", type=int, default=16, help="windows per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--cache_dir", help="token cache folder (default: the run's data.cache_dir)")
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: the run's train.threads)"
+    )
     a = p.parse_args(argv)
     if a.batch_size < 1:
         raise UserError(f"--batch_size must be >= 1, got {a.batch_size}")
-    r = evaluate_checkpoint(a.ckpt, a.data, a.split, a.device, a.batch_size, a.cache_dir)
+    if a.threads is not None and a.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {a.threads}")
+    r = evaluate_checkpoint(
+        a.ckpt, a.data, a.split, a.device, a.batch_size, a.cache_dir, threads=a.threads
+    )
     print(
         f"{r['data']} ({r['split']}, {int(r['tokens']):,} tokens, {int(r['bytes']):,} bytes), "
         f"step {r['step']}: loss {r['loss']:.4f}  ppl {r['ppl']:.2f}  bpb {r['bpb']:.4f}"

@@ -8,6 +8,7 @@ split across tokens is printed once all of its bytes have arrived.
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import math
 import sys
@@ -89,6 +90,27 @@ def write(text: str) -> None:
     sys.stdout.flush()
 
 
+def generate_text(a: argparse.Namespace) -> None:
+    """Load the checkpoint named by the parsed flags and print its samples as they come."""
+    ck = ckpt_io.load_checkpoint(a.ckpt)
+    tok = ckpt_io.tokenizer_of(ck, a.ckpt)
+    model = ckpt_io.build_model(ck, a.ckpt)
+    dev = pick_device(a.device, 0)
+    model.to(dev)
+    prompt_text = a.prompt or "\n"
+    prompt = tok.encode(prompt_text)
+    gen = torch.Generator(device=dev).manual_seed(a.seed)
+    top_k = a.top_k or None
+    top_p = None if a.top_p >= 1 else a.top_p
+    for i in range(a.num_samples):
+        if a.num_samples > 1:
+            write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n")
+        write(prompt_text)
+        for piece in decode_stream(tok, stream(model, prompt, a.steps, a.temp, top_k, top_p, gen)):
+            write(piece)
+        write("\n")
+
+
 @cli
 def main(argv: list[str] | None = None) -> int:
     """python -m llm_tiny.sample --ckpt CKPT [--prompt TEXT] [--steps N] ..."""
@@ -107,25 +129,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1, help="same seed, same text")
     p.add_argument("--num_samples", type=int, default=1, help="samples to draw, one after another")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: one token at a time gains nothing from more, and a "
+        "busy CPU makes extra threads stall)",
+    )
     a = p.parse_args(argv)
     check_flags(a.steps, a.temp, a.top_k, a.top_p, a.num_samples)
-    ck = ckpt_io.load_checkpoint(a.ckpt)
-    tok = ckpt_io.tokenizer_of(ck, a.ckpt)
-    model = ckpt_io.build_model(ck, a.ckpt)
-    dev = pick_device(a.device, 0)
-    model.to(dev)
-    prompt_text = a.prompt or "\n"
-    prompt = tok.encode(prompt_text)
-    gen = torch.Generator(device=dev).manual_seed(a.seed)
-    top_k = a.top_k or None
-    top_p = None if a.top_p >= 1 else a.top_p
-    for i in range(a.num_samples):
-        if a.num_samples > 1:
-            write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n")
-        write(prompt_text)
-        for piece in decode_stream(tok, stream(model, prompt, a.steps, a.temp, top_k, top_p, gen)):
-            write(piece)
-        write("\n")
+    if a.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {a.threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(a.threads)
+    try:
+        generate_text(a)
+    finally:
+        torch.set_num_threads(before)
     return 0
 
 

@@ -84,6 +84,7 @@ def test_num_samples_and_empty_prompt(trained: Path, capsys: pytest.CaptureFixtu
         (["--steps", "-3"], "--steps"),
         (["--num_samples", "0"], "--num_samples"),
         (["--steps", "many"], "invalid int value"),
+        (["--threads", "0"], "--threads"),
     ],
 )
 def test_flags_out_of_range_exit_2(
