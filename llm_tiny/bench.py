@@ -83,6 +83,7 @@ class Variant:
     amp: torch.dtype | None = None  # autocast dtype; None is full fp32
     threads: int | None = None  # torch CPU threads while this variant runs
     model: TinyGPT | None = None
+    fwd: torch.nn.Module | None = None  # the model, or its torch.compile wrapper (train.compile)
     opt: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -119,6 +120,8 @@ def build(v: Variant, batch_size: int, prompt_len: int, seed: int) -> None:
     torch.manual_seed(seed)
     gcfg = model_config(cfg)
     v.model = TinyGPT(gcfg).to(v.device)
+    # as in training, only the training/eval forward is compiled; the warm-up pays the compile
+    v.fwd = torch.compile(v.model) if t.compile else v.model  # type: ignore[assignment]
     v.opt = build_optimizer(v.model, t.lr, t.weight_decay, (t.beta1, t.beta2), v.device.type)
     v.scaler = torch.amp.GradScaler(v.device.type, enabled=v.amp == torch.float16)
     g = torch.Generator().manual_seed(seed)
@@ -130,7 +133,7 @@ def build(v: Variant, batch_size: int, prompt_len: int, seed: int) -> None:
 
 def free(v: Variant) -> None:
     """Drop the variant's tensors and hand the memory back (to the OS on glibc, to CUDA's pool)."""
-    v.model = v.opt = v.scaler = v.batch = v.prompt = None
+    v.model = v.fwd = v.opt = v.scaler = v.batch = v.prompt = None
     gc.collect()
     if v.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -140,14 +143,15 @@ def free(v: Variant) -> None:
 
 def train_step(v: Variant) -> None:
     """One optimizer step over the whole batch, in grad_accum micro-steps, as training does."""
-    assert v.model is not None and v.opt is not None and v.scaler is not None and v.batch
+    assert v.model is not None and v.fwd is not None and v.opt is not None
+    assert v.scaler is not None and v.batch is not None
     t = v.cfg.train
     x, y = v.batch
     micro = max(1, x.size(0) // t.grad_accum)
     v.model.train()
     for i in range(0, x.size(0), micro):
         with train.autocast(v.device, v.amp):
-            _, loss = v.model(x[i : i + micro], y[i : i + micro])
+            _, loss = v.fwd(x[i : i + micro], y[i : i + micro])
         assert loss is not None
         v.scaler.scale(loss * (x[i : i + micro].size(0) / x.size(0))).backward()
     if t.grad_clip > 0:
@@ -161,10 +165,10 @@ def train_step(v: Variant) -> None:
 
 def infer_step(v: Variant) -> None:
     """One forward pass over the batch, no gradients (what evaluation does)."""
-    assert v.model is not None and v.batch is not None
+    assert v.model is not None and v.fwd is not None and v.batch is not None
     v.model.eval()
     with torch.no_grad(), train.autocast(v.device, v.amp):
-        v.model(v.batch[0])
+        v.fwd(v.batch[0])
     v.model.train()
 
 
