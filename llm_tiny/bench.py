@@ -306,7 +306,10 @@ def table_rows(
             f"MFU: training FLOPs (6N + 12·L·T·C per token) over {dev_name}'s peak dense bf16 rate "
             + (f"of {peak:g} TFLOP/s" if peak else "(not in the table: pass --peak-tflops)")
         )
-        notes.append("peak mem: torch.cuda.max_memory_allocated during one train step + forward")
+        notes.append(
+            "peak mem: torch.cuda.max_memory_allocated during one train step, one forward and a "
+            "short generation, each variant alone"
+        )
     else:
         notes.append(
             "peak mem: the process's peak RSS (torch runtime included) during one train step, "

@@ -218,24 +218,31 @@ def plot_runs(
 
 
 def draw_sweep(rows: Sequence[Mapping[str, str]], title: str = "sweep") -> Figure:
-    """Horizontal bars of validation perplexity per sweep point, best first and highlighted."""
-    ranked = sorted(rows, key=lambda r: float(r["val_ppl"]))
+    """Horizontal bars of validation perplexity per sweep point, best first and highlighted;
+    a point that diverged (perplexity inf or nan) gets no bar and the label "diverged"."""
+    ranked = sorted(rows, key=lambda r: _rank_key(float(r["val_ppl"])))
     names = [r["point"] for r in ranked]
     ppl = [float(r["val_ppl"]) for r in ranked]
+    finite = [v for v in ppl if math.isfinite(v)]
     height = 1.6 + 0.42 * len(ranked)
     width = min(16.0, 7.0 + 0.075 * max(len(n) for n in names))  # room for long point names
     fig, ax = plt.subplots(figsize=(width, height), constrained_layout=True)
-    colors = ["tab:orange" if i == 0 else "tab:blue" for i in range(len(ranked))]
-    bars = ax.barh(range(len(ranked)), ppl, color=colors, height=0.65)
+    colors = ["tab:orange" if i == 0 and finite else "tab:blue" for i in range(len(ranked))]
+    widths = [v if math.isfinite(v) else 0.0 for v in ppl]
+    bars = ax.barh(range(len(ranked)), widths, color=colors, height=0.65)
     ax.set_yticks(range(len(ranked)), names, fontsize=9)
     ax.invert_yaxis()  # best on top
     for i, (b, v) in enumerate(zip(bars, ppl, strict=True)):
-        label = f"{v:.4g}" + ("  (best)" if i == 0 else "")
+        label = f"{v:.4g}" + ("  (best)" if i == 0 else "") if math.isfinite(v) else "diverged"
         ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {label}", va="center", fontsize=9)
-    ax.set_xlim(0, max(ppl) * 1.25)  # leaves room for the value labels
+    ax.set_xlim(0, max(finite, default=1.0) * 1.25)  # leaves room for the value labels
     ax.set(xlabel="validation perplexity (lower is better)", title=title)
     ax.grid(True, axis="x", alpha=0.3)
     return fig
+
+
+def _rank_key(ppl: float) -> float:
+    return ppl if math.isfinite(ppl) else math.inf  # nan would break the sort: it goes last too
 
 
 def plot_sweep(

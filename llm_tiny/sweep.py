@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_tiny.config import Config, load_config, set_key
-from llm_tiny.errors import ArgumentParser, UserError, cli
+from llm_tiny.errors import ArgumentParser, RunError, UserError, cli, one_line
 from llm_tiny.files import RunLock, atomic_write_text
 from llm_tiny.metrics import CSVLogger
 from llm_tiny.table import markdown_table
 
 METRIC_COLS = ("val_loss", "val_ppl", "val_bpb", "steps", "seconds", "params")
+DIVERGED = "non-finite training loss"  # how llm_tiny.train's RunError for a diverged run begins
 RESERVED = {"train.out_dir": "the sweep puts every point in its own folder"}
 
 
@@ -189,7 +190,7 @@ def results_table(rows: list[dict[str, str]], keys: Sequence[str]) -> str:
     headers = ["rank", "point", *keys, *METRIC_COLS]
     body = []
     for i, r in enumerate(ranked, 1):
-        nums = [_fmt(float(r[c])) if c not in ("steps", "params") else r[c] for c in METRIC_COLS]
+        nums = [r[c] if c in ("steps", "params") else _fmt(float(r[c])) for c in METRIC_COLS]
         body.append([i, r["point"], *(r.get(k, "") for k in keys), *nums])
     return markdown_table(headers, body)
 
@@ -236,8 +237,19 @@ def run_sweep(
             overrides = fixed + p.overrides + [f"train.out_dir={run_dir}"]
             print(f"[{i}/{len(todo)}] {p.name}", flush=True)
             t0 = time.perf_counter()
-            m = trainer(load_config(config, overrides))
             row: dict[str, object] = {"point": p.name, **dict(p.values)}
+            try:
+                m = trainer(load_config(config, overrides))
+            except RunError as e:
+                # A diverged point is a result (that setting is too aggressive), not a reason
+                # to stop the sweep; interrupts and write failures still stop it.
+                if not str(e).startswith(DIVERGED):
+                    raise
+                row.update(val_loss=math.nan, val_ppl=math.inf, val_bpb=math.nan, steps="")
+                row.update(seconds=time.perf_counter() - t0, params="")
+                logger.log(row)
+                print(f"[{i}/{len(todo)}] {p.name}: diverged ({one_line(e)})", flush=True)
+                continue
             row.update({k: m[k] for k in ("val_loss", "val_ppl", "val_bpb")})
             row.update(steps=int(m["step"]), seconds=m["elapsed_s"], params=int(m["params"]))
             logger.log(row)
@@ -276,9 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(results_table(rows, swept))
     best = min(rows, key=lambda r: float(r["val_ppl"]))
-    print(
-        f"\nbest: {best['point']} (val ppl {float(best['val_ppl']):.4g}) in {sweep_dir / best['point']}"
-    )
+    if math.isfinite(float(best["val_ppl"])):
+        ppl, where = float(best["val_ppl"]), sweep_dir / best["point"]
+        print(f"\nbest: {best['point']} (val ppl {ppl:.4g}) in {where}")
+    else:
+        print("\nbest: none, every point diverged")
     if not args.no_plot:
         from llm_tiny.plot import plot_sweep
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_tiny import sweep
+from llm_tiny import plot, sweep
 from llm_tiny.config import Config, dump_config
-from llm_tiny.errors import UserError
+from llm_tiny.errors import RunError, UserError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._=+~-]+$")
 REAL_TRAINER = sweep.train_point
@@ -205,6 +205,53 @@ def test_an_interrupted_sweep_reruns_only_the_unfinished_point(
     assert [r["point"] for r in rows] == ["lr=1e-05", "lr=0.003"]
     assert (sdir / "lr=1e-05" / "ckpt_last.pt").read_bytes() == done
     assert read_rows(sdir / "lr=0.003" / "log.csv")[0]["step"] == "0"  # restarted clean
+
+
+def test_a_diverged_point_is_a_result_and_the_sweep_goes_on(
+    tmp_path: Path,
+    config_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls: list[float] = []
+
+    def trainer(cfg: Config) -> dict[str, float]:
+        calls.append(cfg.train.lr)
+        if cfg.train.lr > 0.01:  # what train raises when the loss turns inf/nan
+            raise RunError("non-finite training loss (nan) at step 3; stopped, no checkpoint")
+        return REAL_TRAINER(cfg)
+
+    monkeypatch.setattr(sweep, "train_point", trainer)
+    argv = [
+        str(config_file),
+        "--grid",
+        "train.lr=3e-3,1.0",
+        "--steps",
+        "5",
+        "--root",
+        str(tmp_path),
+    ]
+    assert sweep.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "lr=1.0: diverged (non-finite training loss" in out
+    assert "best: lr=0.003" in out
+    rows = read_rows(tmp_path / "sweep_sweep" / "results.csv")
+    assert [(r["point"], r["val_ppl"], r["steps"]) for r in rows][1] == ("lr=1.0", "inf", "")
+    assert (tmp_path / "sweep_sweep" / "sweep.png").stat().st_size > 1000
+    fig = plot.draw_sweep(rows)
+    labels = [t.get_text().strip() for t in fig.axes[0].texts]
+    assert labels[0].endswith("(best)") and labels[1] == "diverged"
+    assert calls == [0.003, 1.0]
+    assert sweep.main(argv) == 0 and calls == [0.003, 1.0]  # diverging again would teach nothing
+
+
+def test_an_interrupt_stops_the_sweep(tmp_path: Path, config_file: Path) -> None:
+    def trainer(cfg: Config) -> dict[str, float]:
+        raise RunError("stopped by SIGTERM at step 3; saved ckpt_last.pt", exit_code=143)
+
+    with pytest.raises(RunError, match="stopped by SIGTERM"):
+        sweep.run_sweep(str(config_file), ["train.lr=1e-3,3e-3"], tmp_path, trainer=trainer)
+    assert not (tmp_path / "results.csv").exists() or read_rows(tmp_path / "results.csv") == []
 
 
 def test_a_changed_setting_refuses_the_old_sweep_folder(tmp_path: Path, config_file: Path) -> None:
