@@ -32,7 +32,8 @@ from llm_tiny.metrics import CSVLogger
 from llm_tiny.table import markdown_table
 
 METRIC_COLS = ("val_loss", "val_ppl", "val_bpb", "steps", "seconds", "params")
-DIVERGED = "non-finite training loss"  # how llm_tiny.train's RunError for a diverged run begins
+# How llm_tiny.train's RunError begins when a run's training or validation loss turns inf/nan.
+DIVERGED = "non-finite "
 RESERVED = {"train.out_dir": "the sweep puts every point in its own folder"}
 
 
