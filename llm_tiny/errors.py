@@ -50,6 +50,13 @@ def cli(main: Callable[[list[str] | None], int]) -> Main:
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             return 130
+        except OSError as e:  # disk full, permissions, a vanished file: the run failed, not a bug
+            name = f" ({e.filename})" if e.filename else ""
+            print(f"error: {one_line(e.strerror or e)}{name}", file=sys.stderr)
+            return 1
+        except MemoryError:
+            print("error: out of memory (try a smaller model, batch or corpus)", file=sys.stderr)
+            return 1
 
     return wrapper
 

@@ -8,10 +8,11 @@ one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from llm_tiny.errors import UserError
@@ -63,6 +64,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(p.parent)
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], names: Iterable[str]) -> list[Path]:
+    """Delete the temp files a killed atomic write of `<folder>/<name>` left behind (call only while
+    holding the folder's lock, so that no live writer owns them); returns what was removed."""
+    gone = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                gone.append(tmp)
+    return gone
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -34,7 +34,7 @@ from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config
 from llm_tiny.data import Corpus, fixed_offsets, get_batch, prepare, windows
 from llm_tiny.errors import ArgumentParser, RunError, UserError, cli, one_line
-from llm_tiny.files import RunLock, atomic_write_text
+from llm_tiny.files import RunLock, atomic_write_text, remove_stale_temps
 from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
 from llm_tiny.optim import build_optimizer, lr_at
 from model.gpt import GPTConfig, TinyGPT
@@ -205,6 +205,8 @@ class Trainer:
     def run(self) -> dict[str, float]:
         """Prepare, train, evaluate and checkpoint; returns the final metrics."""
         lock = RunLock(self.out).acquire() if self.dist.master else None
+        if lock is not None:  # a run killed mid-write leaves its temp file; we own the folder now
+            remove_stale_temps(self.out, (*RUN_FILES, "config.yaml"))
         threads = torch.get_num_threads()
         try:
             return self._run()
@@ -482,17 +484,20 @@ class Trainer:
         first_step = self.step - len(losses) + 1
         for i, v in enumerate(losses):
             if not math.isfinite(v):
-                kept = (
-                    f"the last good checkpoint {self.last_path} (step {self.last_saved}) is intact"
-                    if self.last_saved is not None
-                    else "no checkpoint was written"
-                )
-                raise RunError(
-                    f"non-finite training loss ({v}) at step {first_step + i}; stopped, {kept}; "
-                    "resume with a lower train.lr (train.resume=true train.lr=...)"
-                )
+                self._non_finite("training", v, first_step + i)
         self.pending = local.tolist() if keep else []
         return math.fsum(losses) / len(losses)
+
+    def _non_finite(self, what: str, value: float, step: int) -> NoReturn:
+        kept = (
+            f"the last good checkpoint {self.last_path} (step {self.last_saved}) is intact"
+            if self.last_saved is not None
+            else "no checkpoint was written"
+        )
+        raise RunError(
+            f"non-finite {what} loss ({value}) at step {step}; stopped, {kept}; "
+            "resume with a lower train.lr (train.resume=true train.lr=...)"
+        )
 
     # ---- evaluation, logging, checkpoints -----------------------------------------------------
     @torch.no_grad()
@@ -559,6 +564,8 @@ class Trainer:
                     post["tok/s"] = f"{tps:,.0f}"
                 self.bar.set_postfix(post, refresh=False)
         if is_eval:
+            if not math.isfinite(metrics["val_loss"]):  # weights gone bad: never save them
+                self._non_finite("validation", metrics["val_loss"], step)
             if step > 0:
                 improved = metrics["val_loss"] < self.best
                 self.best = min(self.best, metrics["val_loss"])
@@ -597,7 +604,9 @@ class Trainer:
     def _save(self, improved: bool) -> None:
         if not self.dist.master:
             return
-        paths = [self.last_path] + ([self.best_path] if improved else [])
+        # best before last: ckpt_last is the commit point, so a crash between the two leaves an old
+        # last, whose resume redoes the steps and rewrites best, never a best older than last says
+        paths = ([self.best_path] if improved else []) + [self.last_path]
         ckpt_io.save_checkpoint(self.state(), paths)
         self.last_saved = self.step
 

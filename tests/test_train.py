@@ -197,7 +197,7 @@ def test_crash_mid_checkpoint_write_keeps_previous_checkpoint(
 
     def hook(tmp: Path, final: Path) -> None:
         calls.extend([final.name] if final.suffix == ".pt" else [])
-        if len(calls) == 3:  # step 10 wrote last + best; die while writing step 20's
+        if len(calls) == 3:  # step 10 wrote best + last; die while writing step 20's
             raise RuntimeError("power cut")
 
     monkeypatch.setattr(files, "BEFORE_REPLACE", hook)
@@ -222,7 +222,7 @@ def test_disk_full_is_reported_and_previous_checkpoint_survives(
     monkeypatch.setattr(files, "BEFORE_REPLACE", hook)
     assert train_main(tiny_args()) == 1
     err = one_error_line(capsys.readouterr().err)
-    assert "No space left on device" in err and "ckpt_last.pt" in err
+    assert "No space left on device" in err and "ckpt_best.pt" in err  # step 20 writes best first
     assert load_checkpoint(tmp_path / "run" / "ckpt_last.pt")["step"] == 10
 
 
