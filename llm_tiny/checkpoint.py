@@ -161,7 +161,17 @@ def tokenizer_of(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkp
 
 def build_model(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> TinyGPT:
     """A TinyGPT with the checkpoint's config and weights (on CPU, in eval mode)."""
-    model = TinyGPT(model_config(ckpt, path))
+    cfg = model_config(ckpt, path)
+    # Shapes first, on the meta device (no memory): a hostile config could otherwise ask for
+    # terabytes before load_state_dict ever sees that the weights don't fit it.
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in TinyGPT(cfg).state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in clean_state_dict(ckpt["model"]).items()}
+    if want != have:
+        bad = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))[:3]
+        detail = "; ".join(f"{k}: config {want.get(k)}, file {have.get(k)}" for k in bad)
+        raise UserError(f"checkpoint {path} does not fit the model: {detail}")
+    model = TinyGPT(cfg)
     load_weights(model, ckpt["model"], path)
     return model.eval()
 

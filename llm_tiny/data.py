@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from llm_tiny.files import atomic_write_bytes, atomic_write_text
 from tok.bpe import PATTERNS, Tokenizer, TokenizerError
 
 CACHE_VERSION = "1"
+# a model needs an embedding row per id: a hostile tokenizer file with one special id near 2**31
+# would ask for hundreds of GB; real vocabularies stay far below this
+MAX_VOCAB = 1 << 20
 
 
 def pattern_regex(name: str) -> str:
@@ -108,7 +112,14 @@ def encode_cached(
             ok = meta.get("tokenizer") == fp and meta.get("dtype") == dtype.name
             ok = ok and n > 0 and path.stat().st_size == n * dtype.itemsize
         except (OSError, ValueError, KeyError, TypeError):
-            ok = False
+            ok, meta = False, {}
+        other = meta.get("tokenizer") if isinstance(meta, dict) else None
+        if isinstance(other, str) and other != fp:
+            # the file name is keyed by fp, so a different one means a copied or renamed cache
+            raise UserError(
+                f"token cache {path} was encoded with tokenizer {other[:12]}, but this run's "
+                f"tokenizer is {fp[:12]}; delete {path} and {meta_path}"
+            )
         if ok:
             tf = TokenFile(path, dtype, n)
             top = int(tf.array().max())
@@ -211,7 +222,7 @@ def prepare(
             train_text = parts()[0]
             log(f"training a {dcfg.vocab_size}-token tokenizer on {len(train_text):,} chars ...")
             pattern = pattern_regex(dcfg.pattern)
-            tokenizer = train_tokenizer(train_text, dcfg.vocab_size, pattern, progress)
+            tokenizer = train_tokenizer(train_text, dcfg.vocab_size, pattern, progress, log)
             tok_path.parent.mkdir(parents=True, exist_ok=True)
             tokenizer.save(tok_path)
             log(f"saved tokenizer {tok_path}")
@@ -223,6 +234,11 @@ def prepare(
                 f"{tokenizer.vocab_size} tokens) differs from {tok_path} "
                 f"({named.fingerprint()[:12]}, {named.vocab_size} tokens)"
             )
+    if tokenizer.vocab_size > MAX_VOCAB:
+        raise UserError(
+            f"tokenizer {tok_path} has ids up to {tokenizer.vocab_size - 1}; a model here takes at "
+            f"most {MAX_VOCAB} ids (vocab_size), one embedding row each"
+        )
     fp = tokenizer.fingerprint()
     keys = [
         hashlib.sha256(f"{CACHE_VERSION}|{corpus_sha}|{dcfg.val_frac!r}|{s}|{fp}".encode())
@@ -233,12 +249,24 @@ def prepare(
     return Corpus(tokenizer, tok_path, train, val, token_byte_lengths(tokenizer))
 
 
-def train_tokenizer(text: str, vocab_size: int, pattern: str, progress: bool = False) -> Tokenizer:
-    """Tokenizer.train (with a progress bar if asked) with its errors as a UserError."""
+def train_tokenizer(
+    text: str,
+    vocab_size: int,
+    pattern: str,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> Tokenizer:
+    """Tokenizer.train (with a progress bar if asked) with its errors as a UserError and its
+    warnings as one-line notes (Python's own warning display adds a source line)."""
     try:
-        return Tokenizer.train(text, vocab_size, pattern=pattern, progress=progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tok = Tokenizer.train(text, vocab_size, pattern=pattern, progress=progress)
     except (TokenizerError, ValueError) as e:
         raise UserError(f"cannot train the tokenizer: {one_line(e)}") from None
+    for w in caught:
+        log(f"note: {one_line(w.message)}")
+    return tok
 
 
 def encode_file(

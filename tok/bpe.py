@@ -257,9 +257,16 @@ class Tokenizer:
             raise TokenizerError(f"pattern must be a string, got {type(pattern).__name__}")
         pattern = PATTERNS.get(pattern, pattern)
         try:
-            self._split = regex.compile(pattern).findall if pattern else None
-        except regex.error as err:
+            compiled = regex.compile(pattern) if pattern else None
+        except (regex.error, OverflowError, ValueError) as err:
             raise TokenizerError(f"pattern is not a valid regex: {err}") from None
+        except RecursionError:
+            raise TokenizerError("pattern is not a valid regex: nested too deeply") from None
+        if compiled is not None and compiled.groups:  # findall would return tuples, not chunks
+            raise TokenizerError(
+                f"pattern has {compiled.groups} capturing group(s); use (?:...) groups"
+            )
+        self._split = compiled.findall if compiled is not None else None
         if len(merges) > sys.maxunicode - 255:  # an id must fit in one str character
             raise TokenizerError(f"too many merges: {len(merges)} > {sys.maxunicode - 255}")
         vocab = {i: bytes([i]) for i in range(256)}
@@ -590,6 +597,10 @@ class Tokenizer:
             raise TokenizerError(f"not valid JSON: {err}") from None
         except RecursionError:
             raise TokenizerError("not valid JSON: nested too deeply") from None
+        except TokenizerError:
+            raise
+        except ValueError as err:  # e.g. an integer past Python's 4300-digit conversion limit
+            raise TokenizerError(f"not valid JSON: {err}") from None
         if not isinstance(data, dict):
             raise TokenizerError("a tokenizer file must hold a JSON object")
         expected = {"format", "version", "pattern", "special_tokens", "merges"}
@@ -810,7 +821,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
         if raw.startswith("["):
             try:
                 ids = json.loads(raw)
-            except json.JSONDecodeError as err:
+            except ValueError as err:  # bad JSON, or an integer too long to convert
                 raise _UsageError(f"the ids are not a valid JSON list: {err}") from None
             if not isinstance(ids, list) or not all(map(_is_int, ids)):
                 raise _UsageError("the ids must be a JSON list of integers")
