@@ -19,11 +19,10 @@ import torch
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.errors import ArgumentParser, UserError, cli
 from llm_tiny.train import pick_device
-from model.gpt import KVCache, TinyGPT, sample_logits
+from model.gpt import TinyGPT
 from tok.bpe import Tokenizer
 
 
-@torch.no_grad()
 def stream(
     model: TinyGPT,
     prompt: list[int],
@@ -33,24 +32,12 @@ def stream(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> Iterator[int]:
-    """Yield `steps` sampled token ids one at a time: the same ids as model.generate with the same
-    arguments and generator state (its window rule: once the block is full, restart from its last
-    block_size // 2 tokens and rebuild the KV cache once)."""
-    W, dev = model.cfg.block_size, next(model.parameters()).device
+    """Yield `steps` sampled token ids one at a time: TinyGPT.stream's, i.e. exactly what
+    model.generate returns for the same arguments and generator state (its window rule lives there)."""
     model.eval()
-    ids = list(prompt)
-    cache = KVCache(model.cfg, 1)
-    n, fresh = min(len(ids), W), True  # tokens in the window; whether the cache must be rebuilt
-    for _ in range(steps):
-        if fresh:
-            cache.reset()
-        window = ids[-n:] if fresh else ids[-1:]
-        h = model.hidden(torch.tensor([window], device=dev), cache)
-        nxt = int(sample_logits(model.lm_head(h[:, -1]), temperature, top_k, top_p, generator))
-        ids.append(nxt)
-        yield nxt
-        fresh = n == W
-        n = max(1, W // 2) if n == W else n + 1
+    idx = torch.tensor([prompt], device=next(model.parameters()).device)
+    for nxt in model.stream(idx, steps, temperature, top_k, top_p, generator):
+        yield int(nxt)
 
 
 def decode_stream(tok: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
