@@ -16,9 +16,10 @@ SHIPPED = ROOT / "data" / "tiny.txt"
 CORPUS_BYTES = 16_000  # enough for a few hundred 16-token windows, small enough to stay fast
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
-    """Run the test on one torch thread (tiny ops on a shared 2-core CPU are far faster so)."""
+    """Every test on one torch thread: tiny ops on a shared 2-core CPU run several times faster so,
+    and results don't depend on the machine's core count. A test may set more itself."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -21,8 +21,6 @@ from llm_tiny.optim import build_optimizer
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fastest
-
 
 def make_state(tok: Tokenizer, step: int = 7) -> dict[str, Any]:
     """A complete checkpoint dict for a tiny model, as the trainer writes it."""

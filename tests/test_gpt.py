@@ -14,15 +14,6 @@ from model import GPTConfig, TinyGPT
 PATHS = [(a, r) for a in ("sdpa", "naive") for r in (False, True)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a shared CPU: a second thread only adds sync stalls (5x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(seed: int = 0, **kw) -> TinyGPT:
     cfg = dict(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
     cfg.update(kw)

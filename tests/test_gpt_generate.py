@@ -15,15 +15,6 @@ PATHS = [(a, r) for a in ("sdpa", "naive") for r in (False, True)]
 V = 50
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a shared CPU: a second thread only adds sync stalls (5x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(seed: int = 0, **kw) -> TinyGPT:
     cfg = dict(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=32)
     cfg.update(kw)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,15 +14,6 @@ N_POS = 256
 dims = st.sampled_from([2, 4, 8, 16, 32, 64])
 positions = st.integers(0, N_POS - 1)
 seeds = st.integers(0, 2**31 - 1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a shared CPU: a second thread only adds sync stalls (5x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def rotate(x: torch.Tensor, pos: int) -> torch.Tensor:

@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 from llm_tiny.optim import build_optimizer, lr_at, param_groups
 from model.gpt import GPTConfig, TinyGPT
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fastest
-
 
 def test_schedule_over_10000_steps() -> None:
     lr, min_lr, warmup, total = 6e-4, 6e-5, 500, 10_000

@@ -16,8 +16,6 @@ from llm_tiny.train import main as train_main
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fastest
-
 
 @pytest.fixture
 def trained(tiny_args: Callable[..., list[str]], tmp_path: Path) -> Path:

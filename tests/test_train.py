@@ -26,8 +26,6 @@ from llm_tiny.train import LOG_FIELDS, TIMING_FIELDS, Hooks, Trainer, read_log, 
 from llm_tiny.train import main as train_main
 from tok.bpe import Tokenizer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fastest
-
 ROOT = Path(__file__).resolve().parent.parent
 Args = Callable[..., list[str]]
 
