@@ -17,8 +17,11 @@ lint:  ## ruff, black --check and mypy: the same checks CI runs
 	$(PYTHON) -m black --check .
 	$(PYTHON) -m mypy $(PKGS)
 
-test:  ## the whole test suite with a coverage report
-	$(PYTHON) -m pytest --cov --cov-report=term-missing:skip-covered
+test:  ## the whole test suite; fails under 80% coverage overall or 90% in tok/ or model/
+	$(PYTHON) -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=80
+	@echo "coverage of the critical parts (tokenizer, attention/model), each must be >= 90%:"
+	$(PYTHON) -m coverage report --include='tok/*' --fail-under=90
+	$(PYTHON) -m coverage report --include='model/*' --fail-under=90
 
 # ---- tokenizer ---------------------------------------------------------------------------------
 VOCAB ?= 1000
