@@ -125,6 +125,11 @@ def validate_checkpoint(ckpt: object, path: str | os.PathLike[str]) -> None:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt["model"].items()
     ):
         raise UserError(f"checkpoint {path}: model state is not a mapping of names to tensors")
+    if ckpt["step"] < 0:
+        raise UserError(f"checkpoint {path}: step is {ckpt['step']}, not a count of steps")
+    for k, v in ckpt["model"].items():  # a trainer never saves these: resuming them trains NaN
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UserError(f"checkpoint {path}: weight {k} holds NaN or infinite values")
     model_config(ckpt, path)
     tokenizer_of(ckpt, path)
 

@@ -297,7 +297,7 @@ class Trainer:
             if self.device.type == "cuda" and rng.get("cuda"):
                 torch.cuda.set_rng_state_all(rng["cuda"])
             self.gen.set_state(rng["data"])
-            plan = st["budget_plan"]
+            plan = None if st["budget_plan"] is None else int(st["budget_plan"])
             self.elapsed0, self.pending = float(st["elapsed_s"]), [float(x) for x in st["pending"]]
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise UserError(
@@ -306,7 +306,7 @@ class Trainer:
         self.step = ck["step"]
         self.best = math.inf if ck["best_val_loss"] is None else ck["best_val_loss"]
         if plan is not None and self.cfg.train.time_budget_s is not None:
-            self.budget_plan = self.total = max(int(plan), self.step)  # keep the budget's schedule
+            self.budget_plan = self.total = max(plan, self.step)  # keep the budget's schedule
         # else: total = max_steps of the current config, so a resumed run may be extended
         self.log(f"resumed from {self.last_path} at step {self.step}")
 

@@ -91,6 +91,12 @@ CKPT_CASES: dict[str, Callable[[bytes, dict, Path], bytes]] = {
     "weights_of_another_shape": _saved(
         lambda s: s["model"].update({k: torch.zeros(3) for k in list(s["model"])[:1]})
     ),
+    "nan_weights": _saved(
+        lambda s: s["model"].update(
+            {k: torch.full_like(v, float("nan")) for k, v in list(s["model"].items())[:1]}
+        )
+    ),
+    "negative_step": _saved(lambda s: s.update(step=-5)),
     "huge_model_config": _saved(lambda s: s["model_config"].update(n_embd=2**16, n_layer=64)),
     "huge_tokenizer_id": _saved(_hostile_tokenizer_state),
     "bad_tokenizer_json": _saved(lambda s: s.update(tokenizer="[1, 2", tokenizer_fingerprint="0")),
@@ -134,6 +140,19 @@ def test_hostile_checkpoint_is_refused_by_every_reader(
         err = one_error_line(capsys.readouterr().err)
         assert bad.name in err or "ckpt_last.pt" in err or "checkpoint's" in err, (reader, err)
         assert not marker.exists(), f"{reader} ran code from the checkpoint"
+
+
+def test_a_hostile_time_budget_plan_is_refused_on_resume(
+    good_ckpt: Path, tiny_args: Args, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by this battery: a non-integer budget_plan was converted outside the checks (a
+    traceback), but only when the resumed run had a time budget."""
+    state = ck.load_checkpoint(good_ckpt)
+    state["train_state"]["budget_plan"] = "soon"
+    torch.save(state, good_ckpt)
+    capsys.readouterr()
+    assert train_main(tiny_args("train.resume=true", "train.time_budget_s=5", run="good")) == 2
+    assert "cannot restore training state" in one_error_line(capsys.readouterr().err)
 
 
 def test_a_hostile_model_config_is_refused_before_any_allocation(good_ckpt: Path) -> None:
