@@ -33,13 +33,21 @@ Args = Callable[..., list[str]]
 TIMEOUT = 120  # s: a hang guard only, far above any healthy run here
 
 # The fork server: reads one JSON job per line, forks a child that runs llm_tiny.train.main with its
-# output in files, prints the child's pid, then how it ended ("exit N" or "signal N").
+# output in files, prints the child's pid, then how it ended ("exit N" or "signal N"). A "warm" job
+# runs in the server itself, on one thread, so that torch's lazy imports and set-up (a second in a
+# fresh process) are done once, before any fork.
 SERVER = r"""
-import json, os, sys, time
+import contextlib, io, json, os, sys, time
+import torch
 from llm_tiny import files, train
 from llm_tiny.train import Hooks, main
+torch.set_num_threads(1)  # no thread pool to lose across fork()
 for line in sys.stdin:
     job = json.loads(line)
+    if "warm" in job:
+        with contextlib.redirect_stdout(io.StringIO()):
+            print(main(job["warm"]), file=sys.__stdout__, flush=True)
+        continue
     pid = os.fork()
     if pid == 0:
         for fd, name in ((1, "out"), (2, "err")):
@@ -79,6 +87,13 @@ class Server:
         line = self.proc.stdout.readline()
         assert line, "the fork server died"
         return line.strip()
+
+    def warm(self, argv: list[str]) -> None:
+        """Run one training inside the server (see SERVER)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"warm": argv}) + "\n")
+        self.proc.stdin.flush()
+        assert self._line() == "0"
 
     def start(self, argv: list[str], log: Path, slow_write: float = 0.0) -> int:
         assert self.proc.stdin is not None
@@ -163,7 +178,7 @@ def temps(run: Path, name: str = "ckpt_") -> list[Path]:
 # ---- SIGKILL anywhere --------------------------------------------------------------------------
 
 KILL_RUN = (
-    "train.max_steps=40",
+    "train.max_steps=60",
     "train.eval_interval=4",
     "train.log_interval=2",
     "train.warmup_steps=4",
@@ -185,29 +200,29 @@ def test_sigkill_at_random_moments_then_resume_equals_an_unbroken_run(
     tiny_args: Args, tmp_path: Path, server: Server
 ) -> None:
     ref, run = tmp_path / "straight", tmp_path / "killed"
+    server.warm(tiny_args("train.max_steps=4", "train.eval_interval=2", run="warm"))
     t0 = time.monotonic()
     pid = server.start(tiny_args(*KILL_RUN, run="straight"), tmp_path / "straight")
     wait_for(lambda: steps_done(tmp_path / "straight") >= 1, "the first step", pid)
     setup = time.monotonic() - t0  # config, tokenizer, token cache, model: before step 1
     assert server.ended(pid) == ("exit", 0)
 
-    # 24 kills, spread over the run: 4 in setup, 6 inside a checkpoint write (its temp file written,
-    # not yet renamed), 14 anywhere after a random step (in a step, an evaluation, a log row, ...)
+    # 24 kills in the order of the run: 4 in setup, 7 inside a checkpoint write (its temp file
+    # written, not yet renamed), 13 just after a random step (in a step, an evaluation, a log row, a
+    # write, ...). The last target leaves 20 steps to go, so no launch can finish the run early.
     rng = random.Random(8)
-    targets = sorted(rng.sample(range(1, 40), 20))
-    plan = [("setup", 0)] * 4 + [
-        ("write" if i % 3 == 1 else "step", s) for i, s in enumerate(targets)
-    ]
-    rng.shuffle(plan)  # keeps each kind's moments in the order of the run
-    by_kind = {k: iter(sorted(s for kk, s in plan if kk == k)) for k in ("setup", "step", "write")}
+    targets = rng.sample(range(1, 41), 24)
+    kinds = ["setup" if i < 4 else "write" if i % 3 == 1 else "step" for i in range(24)]
+    plan = sorted(zip(kinds, targets, strict=True), key=lambda p: p[1])
     resume = tiny_args(*KILL_RUN, "train.resume=true", run="killed")
     seen: dict[str, int] = {"setup": 0, "step": 0, "write": 0}
-    for attempt, (kind, _) in enumerate(plan):
-        target = next(by_kind[kind])
+    for attempt, (kind, target) in enumerate(plan):
         log = tmp_path / f"k{attempt}"
         pid = server.start(resume, log, slow_write=0.1 if kind == "write" else 0.0)
-        if kind == "setup":
-            time.sleep(rng.uniform(0, setup))
+        if kind == "setup":  # config, checkpoint, tokenizer, cache, model: before its first step
+            deadline = time.monotonic() + rng.uniform(0, setup)
+            while time.monotonic() < deadline and steps_done(log) < 1 and alive(pid):
+                time.sleep(0.002)
         else:
             reached = partial(
                 lambda lg, t, p: steps_done(lg) >= t or not alive(p), log, target, pid
@@ -217,14 +232,18 @@ def test_sigkill_at_random_moments_then_resume_equals_an_unbroken_run(
                 writing = partial(lambda p: bool(temps(run)) or not alive(p), pid)
                 wait_for(writing, "a write", pid)
             else:
-                time.sleep(rng.uniform(0, 0.03))
+                time.sleep(rng.uniform(0, 0.02))
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
         how = server.ended(pid)
-        assert how in (("signal", signal.SIGKILL), ("exit", 0)), log.with_suffix(".err").read_text()
+        assert how == ("signal", signal.SIGKILL), (
+            kind,
+            target,
+            log.with_suffix(".err").read_text(),
+        )
         seen[kind] += how[0] == "signal"
         all_checkpoints_load(run)  # never a checkpoint that fails to load
-    assert sum(seen.values()) >= 20 and seen["write"] >= 5, seen
+    assert seen == {"setup": 4, "step": 13, "write": 7}, seen
 
     pid = server.start(resume, tmp_path / "last")
     assert server.ended(pid) == ("exit", 0), (tmp_path / "last.err").read_text()
