@@ -125,6 +125,8 @@ class Server:
 
 @pytest.fixture
 def server() -> Iterator[Server]:
+    if not hasattr(os, "fork") or not Path("/proc/self/stat").is_file():
+        pytest.skip("the fork server needs fork() and /proc (Linux)")
     s = Server()
     yield s
     s.close()
