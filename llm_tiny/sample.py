@@ -33,7 +33,7 @@ def stream(
     generator: torch.Generator | None = None,
 ) -> Iterator[int]:
     """Yield `steps` sampled token ids one at a time: TinyGPT.stream's, i.e. exactly what
-    model.generate returns for the same arguments and generator state (its window rule lives there)."""
+    model.generate returns for the same arguments and generator state (the window rule is there)."""
     model.eval()
     idx = torch.tensor([prompt], device=next(model.parameters()).device)
     for nxt in model.stream(idx, steps, temperature, top_k, top_p, generator):
