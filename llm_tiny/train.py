@@ -626,7 +626,10 @@ def run_training(
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group("nccl" if use_nccl else "gloo")
     try:
-        return Trainer(cfg, hooks, log).run()
+        metrics = Trainer(cfg, hooks, log).run()
+        if own_group:  # no rank tears gloo down while another is still inside a collective
+            dist.barrier()
+        return metrics
     finally:
         if own_group:
             dist.destroy_process_group()
