@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from checks import assert_same_state, rows
 
 from llm_tiny import files
 from llm_tiny import train as train_mod
 from llm_tiny.checkpoint import load_checkpoint
-from llm_tiny.train import TIMING_FIELDS, Hooks, Trainer, read_log
+from llm_tiny.train import Hooks, Trainer
 from llm_tiny.train import main as train_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,27 +133,6 @@ def server() -> Iterator[Server]:
     s.close()
 
 
-def rows(run: Path) -> list[dict[str, str]]:
-    """log.csv rows without the wall-clock columns."""
-    return [
-        {k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in read_log(run / "log.csv")
-    ]
-
-
-def same_state(a: Path, b: Path) -> None:
-    """Equal step, weights and optimizer moments, bit for bit."""
-    wa, wb = load_checkpoint(a), load_checkpoint(b)
-    assert wa["step"] == wb["step"]
-    assert wa["model"].keys() == wb["model"].keys()
-    for k in wa["model"]:
-        assert torch.equal(wa["model"][k], wb["model"][k]), k
-    sa, sb = wa["optimizer"]["state"], wb["optimizer"]["state"]
-    assert sa.keys() == sb.keys()
-    for i in sa:
-        for k in ("exp_avg", "exp_avg_sq"):
-            assert torch.equal(sa[i][k], sb[i][k])
-
-
 def all_checkpoints_load(run: Path) -> list[int]:
     """Load every checkpoint in the folder (any failure fails the test); their steps."""
     return [load_checkpoint(p)["step"] for p in sorted(run.glob("ckpt_*.pt"))]
@@ -250,8 +230,8 @@ def test_sigkill_at_random_moments_then_resume_equals_an_unbroken_run(
     pid = server.start(resume, tmp_path / "last")
     assert server.ended(pid) == ("exit", 0), (tmp_path / "last.err").read_text()
     assert rows(run) == rows(ref)
-    same_state(run / "ckpt_last.pt", ref / "ckpt_last.pt")
-    same_state(run / "ckpt_best.pt", ref / "ckpt_best.pt")
+    assert_same_state(run / "ckpt_last.pt", ref / "ckpt_last.pt")
+    assert_same_state(run / "ckpt_best.pt", ref / "ckpt_best.pt")
     assert not temps(run, "")  # a killed write's temp file is cleaned up by the next run
 
 
@@ -286,8 +266,8 @@ def test_sigkill_between_best_and_last_write_keeps_best_consistent(
     )
     assert proc.returncode == -signal.SIGKILL
     assert train_main(tiny_args("train.resume=true")) == 0
-    same_state(tmp_path / "run" / "ckpt_best.pt", tmp_path / "straight" / "ckpt_best.pt")
-    same_state(tmp_path / "run" / "ckpt_last.pt", tmp_path / "straight" / "ckpt_last.pt")
+    assert_same_state(tmp_path / "run" / "ckpt_best.pt", tmp_path / "straight" / "ckpt_best.pt")
+    assert_same_state(tmp_path / "run" / "ckpt_last.pt", tmp_path / "straight" / "ckpt_last.pt")
 
 
 # ---- SIGINT and SIGTERM from outside -----------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checks import assert_same_state, rows
 
 from llm_tiny import files
 from llm_tiny import train as train_mod
@@ -22,31 +23,12 @@ from llm_tiny.errors import RunError
 from llm_tiny.eval import main as eval_main
 from llm_tiny.files import RunLock
 from llm_tiny.sample import main as sample_main
-from llm_tiny.train import LOG_FIELDS, TIMING_FIELDS, Hooks, Trainer, read_log, run_training
+from llm_tiny.train import LOG_FIELDS, Hooks, Trainer, read_log, run_training
 from llm_tiny.train import main as train_main
 from tok.bpe import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 Args = Callable[..., list[str]]
-
-
-def rows(run: Path) -> list[dict[str, str]]:
-    """log.csv rows without the wall-clock columns."""
-    return [
-        {k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in read_log(run / "log.csv")
-    ]
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_checkpoint(a), load_checkpoint(b)
-    assert wa["step"] == wb["step"]
-    assert wa["model"].keys() == wb["model"].keys()
-    for k in wa["model"]:
-        assert torch.equal(wa["model"][k], wb["model"][k]), k
-    sa, sb = wa["optimizer"]["state"], wb["optimizer"]["state"]
-    for i in sa:
-        for k in ("exp_avg", "exp_avg_sq"):
-            assert torch.equal(sa[i][k], sb[i][k])
 
 
 def one_error_line(err: str) -> str:
@@ -133,12 +115,8 @@ def test_resume_after_ctrl_c_is_bit_exact(
         capsys.readouterr().out
     )
     assert rows(tmp_path / "stopped") == rows(tmp_path / "straight")
-    assert_same_weights(
-        tmp_path / "stopped" / "ckpt_last.pt", tmp_path / "straight" / "ckpt_last.pt"
-    )
-    assert_same_weights(
-        tmp_path / "stopped" / "ckpt_best.pt", tmp_path / "straight" / "ckpt_best.pt"
-    )
+    assert_same_state(tmp_path / "stopped" / "ckpt_last.pt", tmp_path / "straight" / "ckpt_last.pt")
+    assert_same_state(tmp_path / "stopped" / "ckpt_best.pt", tmp_path / "straight" / "ckpt_best.pt")
 
 
 def test_resume_after_a_crash_rewrites_rows_past_the_checkpoint(
@@ -157,9 +135,7 @@ def test_resume_after_a_crash_rewrites_rows_past_the_checkpoint(
     assert read_log(tmp_path / "crashed" / "log.csv")[-1]["step"] == "20"
     assert train_main(tiny_args(*extra, "train.resume=true", run="crashed")) == 0
     assert rows(tmp_path / "crashed") == rows(tmp_path / "straight")
-    assert_same_weights(
-        tmp_path / "crashed" / "ckpt_last.pt", tmp_path / "straight" / "ckpt_last.pt"
-    )
+    assert_same_state(tmp_path / "crashed" / "ckpt_last.pt", tmp_path / "straight" / "ckpt_last.pt")
 
 
 def test_resume_without_checkpoint_starts_fresh(tiny_args: Args, tmp_path: Path) -> None:
