@@ -26,6 +26,10 @@ class RunError(UserError):
             self.exit_code = exit_code
 
 
+class Diverged(RunError):
+    """The loss turned inf or nan: the settings, not the machine, failed (a sweep records it)."""
+
+
 def one_line(msg: object) -> str:
     """Collapse a message to a single line (tracebacks and multi-line errors stay off the terminal)."""
     return " ".join(str(msg).split())

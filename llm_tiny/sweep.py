@@ -26,14 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_tiny.config import Config, load_config, set_key
-from llm_tiny.errors import ArgumentParser, RunError, UserError, cli, one_line
+from llm_tiny.errors import ArgumentParser, Diverged, UserError, cli, one_line
 from llm_tiny.files import RunLock, atomic_write_text
 from llm_tiny.metrics import CSVLogger
 from llm_tiny.table import markdown_table
 
 METRIC_COLS = ("val_loss", "val_ppl", "val_bpb", "steps", "seconds", "params")
-# How llm_tiny.train's RunError begins when a run's training or validation loss turns inf/nan.
-DIVERGED = "non-finite "
 RESERVED = {"train.out_dir": "the sweep puts every point in its own folder"}
 
 
@@ -241,11 +239,9 @@ def run_sweep(
             row: dict[str, object] = {"point": p.name, **dict(p.values)}
             try:
                 m = trainer(load_config(config, overrides))
-            except RunError as e:
+            except Diverged as e:
                 # A diverged point is a result (that setting is too aggressive), not a reason
                 # to stop the sweep; interrupts and write failures still stop it.
-                if not str(e).startswith(DIVERGED):
-                    raise
                 row.update(val_loss=math.nan, val_ppl=math.inf, val_bpb=math.nan, steps="")
                 row.update(seconds=time.perf_counter() - t0, params="")
                 logger.log(row)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config
 from llm_tiny.data import Corpus, fixed_offsets, get_batch, prepare, windows
-from llm_tiny.errors import ArgumentParser, RunError, UserError, cli, one_line
+from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
 from llm_tiny.files import RunLock, atomic_write_text, remove_stale_temps
 from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
 from llm_tiny.optim import build_optimizer, lr_at
@@ -494,7 +494,7 @@ class Trainer:
             if self.last_saved is not None
             else "no checkpoint was written"
         )
-        raise RunError(
+        raise Diverged(
             f"non-finite {what} loss ({value}) at step {step}; stopped, {kept}; "
             "resume with a lower train.lr (train.resume=true train.lr=...)"
         )

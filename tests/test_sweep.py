@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from llm_tiny import plot, sweep
 from llm_tiny.config import Config, dump_config
-from llm_tiny.errors import RunError, UserError
+from llm_tiny.errors import Diverged, RunError, UserError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._=+~-]+$")
 REAL_TRAINER = sweep.train_point
@@ -218,7 +218,7 @@ def test_a_diverged_point_is_a_result_and_the_sweep_goes_on(
     def trainer(cfg: Config) -> dict[str, float]:
         calls.append(cfg.train.lr)
         if cfg.train.lr > 0.01:  # what train raises when the loss turns inf/nan
-            raise RunError("non-finite training loss (nan) at step 3; stopped, no checkpoint")
+            raise Diverged("non-finite training loss (nan) at step 3; stopped, no checkpoint")
         return REAL_TRAINER(cfg)
 
     monkeypatch.setattr(sweep, "train_point", trainer)

@@ -19,7 +19,7 @@ from llm_tiny import files
 from llm_tiny import train as train_mod
 from llm_tiny.checkpoint import load_checkpoint
 from llm_tiny.config import Config, load_config
-from llm_tiny.errors import RunError
+from llm_tiny.errors import Diverged, RunError
 from llm_tiny.eval import main as eval_main
 from llm_tiny.files import RunLock
 from llm_tiny.sample import main as sample_main
@@ -223,6 +223,19 @@ def test_sigkill_during_checkpoint_write_leaves_a_loadable_checkpoint(
     assert load_checkpoint(run / "ckpt_last.pt")["step"] == 10
     assert train_main(tiny_args("train.resume=true")) == 0  # the stale lock doesn't block
     assert load_checkpoint(run / "ckpt_last.pt")["step"] == 20
+
+
+def test_non_finite_loss_raises_diverged_for_callers_like_sweep(tiny_args: Args) -> None:
+    def poison(t: Trainer, s: int) -> None:
+        if s == 3:
+            with torch.no_grad():
+                t.model.lm_head.weight.fill_(float("inf"))
+
+    path, *overrides = tiny_args("train.max_steps=8", "train.log_interval=2")
+    with pytest.raises(Diverged, match="non-finite training loss"):
+        run_training(
+            load_config(path, overrides), hooks=Hooks(after_step=poison), log=lambda _: None
+        )
 
 
 def test_non_finite_loss_stops_naming_the_step(
