@@ -22,7 +22,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _worker(rank: int, world: int, port: int, args: list[str]) -> None:
+def _torchrun_env(rank: int, world: int, port: int) -> None:
+    """The environment torchrun gives each rank, which run_training reads."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -30,6 +31,10 @@ def _worker(rank: int, world: int, port: int, args: list[str]) -> None:
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world),
     )
+
+
+def _worker(rank: int, world: int, port: int, args: list[str]) -> None:
+    _torchrun_env(rank, world, port)
     path, *overrides = args
     run_training(load_config(path, overrides), log=lambda _: None)
 
@@ -59,13 +64,7 @@ def test_two_gloo_processes_match_one(tiny_args: Callable[..., list[str]], tmp_p
 
 
 def _budget_worker(rank: int, world: int, port: int, args: list[str], out: Path) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-    )
+    _torchrun_env(rank, world, port)
     path, *overrides = args
     m = run_training(load_config(path, overrides), log=lambda _: None)
     (out / f"rank{rank}.txt").write_text(f"{int(m['step'])} {int(m['total_steps'])}")
