@@ -37,10 +37,11 @@ import sys
 import time
 import uuid
 import warnings
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, compress, count, filterfalse, repeat
-from operator import add, is_, itemgetter
+from itertools import compress, count, filterfalse, repeat
+from operator import add, is_, itemgetter, mul, not_
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
@@ -60,6 +61,9 @@ VERSION = 1
 # Chunks longer than this are not cached: they rarely repeat, and with pattern "" the
 # whole text is one chunk.
 _LONG_CHUNK = 64
+# _ids_of: an array type of 4-byte unsigned ints and the UTF-32 codec of this machine's byte order
+_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)
+_UTF32 = f"utf-32-{sys.byteorder[0]}e"
 # The chunk cache is cleared when it grows past this many entries, bounding its memory.
 _CACHE_LIMIT = 1 << 18
 # Space-separated pieces longer than this are not cached (see `encode_ordinary`).
@@ -201,6 +205,11 @@ def _train_merges(
     return merges
 
 
+def _ids_of(ids: str) -> list[int]:
+    """The ids in a str of chr(id) as a list of ints (via UTF-32 and an array: no per-id Python)."""
+    return array(_ARRAY, ids.encode(_UTF32, "surrogatepass")).tolist()
+
+
 class _Memo(dict):
     """key -> fn(key), computed on first sight; keys longer than `longest` are not kept."""
 
@@ -267,8 +276,8 @@ class Tokenizer:
                 f"pattern has {compiled.groups} capturing group(s); use (?:...) groups"
             )
         self._split = compiled.findall if compiled is not None else None
-        if len(merges) > sys.maxunicode - 255:  # an id must fit in one str character
-            raise TokenizerError(f"too many merges: {len(merges)} > {sys.maxunicode - 255}")
+        if len(merges) > sys.maxunicode - 256:  # ids, and one more, must fit in str characters
+            raise TokenizerError(f"too many merges: {len(merges)} > {sys.maxunicode - 256}")
         vocab = {i: bytes([i]) for i in range(256)}
         for rank, (pair, new_id) in enumerate(merges.items()):
             if not (isinstance(pair, tuple) and len(pair) == 2):
@@ -287,9 +296,11 @@ class Tokenizer:
         self.special_tokens: dict[str, int] = {}
         self._rank = {chr(a) + chr(b): z for (a, b), z in merges.items()}
         self._pair_of = list(self._rank)
+        # Caches hold ids as strs of chr(id), which join, split and slice at C speed.
         self._chunks = _Memo(self._encode_chunk, _LONG_CHUNK)
         self._pieces = _Memo(self._encode_piece, _LONG_PIECE)
         self._space_safe = pattern in (GPT4_PATTERN, GPT2_PATTERN)
+        self._no_id = chr(256 + len(merges))  # a character that stands for no merge-level id
         # id -> its bytes as a latin-1 str: joining strs is much faster than joining bytes.
         self._decoder = {i: b.decode("latin-1") for i, b in vocab.items()}
         self._special_splits: dict[frozenset[str], Callable[[str], list[str]]] = {}
@@ -395,8 +406,8 @@ class Tokenizer:
 
     # -- encoding and decoding ----------------------------------------------------------
 
-    def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
-        return tuple(map(ord, _apply_merges([_latin1(chunk)], self._rank, self._pair_of)[0]))
+    def _encode_chunk(self, chunk: str) -> str:
+        return _apply_merges([_latin1(chunk)], self._rank, self._pair_of)[0]
 
     def _fill_chunks(self, chunks: Iterable[str]) -> None:
         """Encode the chunks not cached yet in one batch, and cache them."""
@@ -405,11 +416,9 @@ class Tokenizer:
         todo = [c for c in todo if len(c) <= _LONG_CHUNK]  # long ones: __missing__
         if len(cache) + len(todo) > _CACHE_LIMIT:
             cache.clear()
-        if not todo:
-            return
-        merged = _apply_merges(list(map(_latin1, todo)), self._rank, self._pair_of)
-        for chunk, seq in zip(todo, merged, strict=True):
-            cache[chunk] = tuple(map(ord, seq))
+        if todo:
+            merged = _apply_merges(list(map(_latin1, todo)), self._rank, self._pair_of)
+            cache.update(zip(todo, merged, strict=True))
 
     def _chunks_of(self, text: str) -> list[str]:
         """Split `text` with the pattern; TokenizerError if the pattern skips characters."""
@@ -423,15 +432,19 @@ class Tokenizer:
             )
         return chunks
 
-    def _encode_split(self, text: str) -> list[int]:
-        """Split with the pattern, then look each chunk up in the chunk cache."""
+    def _split_ids(self, text: str) -> str:
+        """The ids of `text` as a str: split with the pattern, each chunk from the chunk cache."""
         chunks = self._chunks_of(text)
         self._fill_chunks(chunks)
-        return list(chain.from_iterable(map(self._chunks.__getitem__, chunks)))
+        return "".join(map(self._chunks.__getitem__, chunks))
 
-    def _encode_piece(self, piece: str) -> tuple[int, ...] | None:
+    def _encode_split(self, text: str) -> list[int]:
+        """The ids of `text` by the pattern and the chunk cache alone (the reference path)."""
+        return _ids_of(self._split_ids(text))
+
+    def _encode_piece(self, piece: str) -> str | None:
         """The ids of " " + piece, or None if the piece's edges are not safe to split at."""
-        return tuple(self._encode_split(" " + piece)) if _is_clean(piece) else None
+        return self._split_ids(" " + piece) if _is_clean(piece) else None
 
     def _fill_pieces(self, pieces: list[str]) -> None:
         """Cache the pieces not cached yet, with one regex pass over all of them."""
@@ -440,27 +453,20 @@ class Tokenizer:
         todo = [p for p in todo if len(p) <= _LONG_PIECE]  # long ones: __missing__
         if len(cache) + len(todo) > _CACHE_LIMIT:
             cache.clear()
-        clean = []
-        for p in todo:
-            if _is_clean(p):
-                clean.append(p)
-            else:
-                cache[p] = None
+        clean = list(map(_is_clean, todo))
+        cache.update(dict.fromkeys(compress(todo, map(not_, clean))))  # None: glue it
+        clean = list(compress(todo, clean))
         if not clean:
             return
-        # A clean piece holds no space and its first chunk starts with its leading space,
-        # so the chunks that start with a space mark where each piece begins.
+        # A clean piece holds no space and its first chunk starts with its leading space. So we
+        # put a character that is no id before the ids of each chunk that starts with a space,
+        # and cut the ids of all the pieces apart there, at C speed.
         chunks = self._chunks_of(" " + " ".join(clean))
         self._fill_chunks(chunks)
-        ids_of = self._chunks.__getitem__
-        starts = list(compress(count(), map(str.startswith, chunks, repeat(" "))))
-        assert len(starts) == len(clean), "a clean piece must start exactly one chunk"
-        starts.append(len(chunks))
-        for piece, lo, hi in zip(clean, starts, starts[1:], strict=False):
-            if hi - lo == 1:  # most pieces are one chunk: share its tuple
-                cache[piece] = ids_of(chunks[lo])
-            else:
-                cache[piece] = tuple(chain.from_iterable(map(ids_of, chunks[lo:hi])))
+        starts = map(mul, repeat(self._no_id), map(str.startswith, chunks, repeat(" ")))
+        ids = "".join(map(add, starts, map(self._chunks.__getitem__, chunks))).split(self._no_id)
+        assert len(ids) == len(clean) + 1, "a clean piece must start exactly one chunk"
+        cache.update(zip(clean, ids[1:], strict=True))
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` with merges only: special-token texts are encoded as plain text."""
@@ -475,16 +481,16 @@ class Tokenizer:
         self._fill_pieces(pieces)
         # segs[k]: the ids of piece k in place (after its space, if k > 0); None: glue it
         segs = list(map(self._pieces.__getitem__, pieces))
-        segs[0] = tuple(self._encode_split(pieces[0])) if _is_clean(pieces[0]) else None
+        segs[0] = self._split_ids(pieces[0]) if _is_clean(pieces[0]) else None
         groups = _groups(len(pieces), compress(count(), map(is_, segs, repeat(None))))
-        ids: list[int] = []
+        out: list[str] = []
         start = 0  # the first piece not yet encoded
         for lo, hi in groups:
-            ids += chain.from_iterable(cast(list[tuple[int, ...]], segs[start:lo]))
-            ids += self._encode_split((" " if lo else "") + " ".join(pieces[lo : hi + 1]))
+            out += cast(list[str], segs[start:lo])
+            out.append(self._split_ids((" " if lo else "") + " ".join(pieces[lo : hi + 1])))
             start = hi + 1
-        ids += chain.from_iterable(cast(list[tuple[int, ...]], segs[start:]))
-        return ids
+        out += cast(list[str], segs[start:])
+        return _ids_of("".join(out))
 
     def encode(
         self, text: str, allowed_special: Literal["all", "none"] | Iterable[str] = "none"
