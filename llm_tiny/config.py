@@ -100,6 +100,10 @@ class TrainCfg:
     eval_interval: int = _f(100, _pos, ">= 1")
     eval_batches: int = _f(10, _pos, ">= 1")  # fixed validation windows: eval_batches x batch_size
     log_interval: int = _f(10, _pos, ">= 1")
+    # optimizer: adamw everywhere, or muon: Muon (orthogonalized momentum) for the hidden matrices at
+    # peak rate muon_lr (scheduled like lr), AdamW for embeddings, norms and biases
+    optimizer: str = _f("adamw", choices=("adamw", "muon"))
+    muon_lr: float = _f(0.02, lambda v: 0 < v < math.inf, "> 0")
     amp: str = _f("auto", choices=("auto", "bf16", "fp16", "off"))
     compile: bool = False
     resume: bool = False

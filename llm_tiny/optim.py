@@ -1,4 +1,4 @@
-"""AdamW with weight decay on matrices only, and the learning-rate schedule (linear warmup, cosine decay).
+"""AdamW with weight decay on matrices only (or Muon for the hidden matrices), and the learning-rate schedule.
 
 Decay choice: every parameter of dimension >= 2 decays except embedding tables. Biases and norm gains are
 1-D and never decay (shrinking a gain towards 0 isn't regularisation, it's damage). Embedding rows only get
@@ -36,12 +36,80 @@ def build_optimizer(
     weight_decay: float,
     betas: tuple[float, float],
     device_type: str,
-) -> torch.optim.AdamW:
-    """AdamW over param_groups, using the fused kernel on CUDA (one launch for all parameters)."""
+    muon_lr: float | None = None,
+) -> torch.optim.Optimizer:
+    """AdamW over param_groups (the fused kernel on CUDA), or, given `muon_lr`, Muon for the decayed
+    matrices at peak rate `muon_lr` and AdamW for the rest."""
+    groups = param_groups(model, weight_decay)
+    if muon_lr is not None:
+        groups[0]["muon"] = True  # the decayed matrices
+        return Muon(groups, lr=lr, betas=betas, muon_ratio=muon_lr / lr)
     fused = device_type == "cuda"
-    return torch.optim.AdamW(
-        param_groups(model, weight_decay), lr=lr, betas=betas, fused=fused or None
-    )
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """About U V^T for g = U S V^T: every singular value moved into roughly [0.7, 1.2].
+
+    A quintic Newton-Schulz iteration x <- a x + (b s + c s^2) x with s = x x^T, started from g over
+    its Frobenius norm (so all singular values are <= 1). The coefficients (Keller Jordan's, for
+    Muon) trade exact convergence to 1 for a fast rise of small singular values in 5 steps.
+    """
+    a, b, c = 3.4445, -4.7750, 2.0315
+    wide = g.size(0) <= g.size(1)
+    x = g if wide else g.T  # iterate on the side where s = x x^T is the smaller square
+    x = x / (x.norm() + 1e-7)
+    for _ in range(steps):
+        s = x @ x.T
+        x = a * x + (b * s + c * s @ s) @ x
+    return x if wide else x.T
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for the groups flagged "muon" (the hidden matrices), AdamW for the others.
+
+    Muon: Nesterov momentum (beta 0.95) whose update is orthogonalized (`orthogonalize`) and scaled by
+    sqrt(max(1, rows / cols)), at rate lr * muon_ratio. Every update has the same size in every
+    direction, so rare directions learn as fast as common ones. Weight decay is decoupled and uses the
+    base rate in both rules, p <- p (1 - lr wd), so it means the same as under AdamW.
+    """
+
+    def __init__(
+        self,
+        groups: list[dict],
+        lr: float,
+        betas: tuple[float, float],
+        muon_ratio: float,
+        momentum: float = 0.95,
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__(groups, {"lr": lr, "weight_decay": 0.0, "muon": False})
+        self.betas, self.muon_ratio, self.momentum, self.eps = betas, muon_ratio, momentum, eps
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        """One update of every parameter that has a gradient."""
+        (b1, b2), mu = self.betas, self.momentum
+        for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g, st = p.grad, self.state[p]
+                p.mul_(1 - lr * wd)
+                if group.get("muon"):
+                    buf = st.setdefault("momentum", torch.zeros_like(p))
+                    buf.lerp_(g, 1 - mu)
+                    scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
+                    p.add_(orthogonalize(g.lerp(buf, mu)), alpha=-lr * self.muon_ratio * scale)
+                    continue
+                m = st.setdefault("exp_avg", torch.zeros_like(p))
+                v = st.setdefault("exp_avg_sq", torch.zeros_like(p))
+                st["step"] = k = st.get("step", 0) + 1
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (v / (1 - b2**k)).sqrt_().add_(self.eps)
+                p.addcdiv_(m, denom, value=-lr / (1 - b1**k))
 
 
 def lr_at(

@@ -242,7 +242,12 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.model = TinyGPT(self.gcfg).to(self.device)
         self.opt = build_optimizer(
-            self.model, t.lr, t.weight_decay, (t.beta1, t.beta2), self.device.type
+            self.model,
+            t.lr,
+            t.weight_decay,
+            (t.beta1, t.beta2),
+            self.device.type,
+            t.muon_lr if t.optimizer == "muon" else None,
         )
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16

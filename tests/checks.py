@@ -27,5 +27,7 @@ def assert_same_state(a: Path, b: Path) -> None:
     sa, sb = wa["optimizer"]["state"], wb["optimizer"]["state"]
     assert sa.keys() == sb.keys()
     for i in sa:
-        for k in ("exp_avg", "exp_avg_sq"):
-            assert torch.equal(sa[i][k], sb[i][k])
+        assert sa[i].keys() == sb[i].keys() and sa[i]
+        for k, x in sa[i].items():  # AdamW's moments and step, or Muon's momentum
+            y = sb[i][k]
+            assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, (i, k)

@@ -86,6 +86,8 @@ def test_unknown_section_lists_all_keys(tmp_path: Path) -> None:
         ("train.compile=maybe", "true/false"),
         ("model.attn=flash", "choose one of auto, sdpa, naive"),
         ("train.amp=fp8", "choose one of"),
+        ("train.optimizer=sgd", "choose one of adamw, muon"),
+        ("train.muon_lr=0", "> 0"),
         ("train.batch_size=0", "must be >= 1"),
         ("model.dropout=1.0", "in [0, 1)"),
         ("data.val_frac=0", "in (0, 1)"),

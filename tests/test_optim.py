@@ -1,4 +1,4 @@
-"""AdamW parameter groups and the warmup + cosine learning-rate schedule."""
+"""AdamW parameter groups, Muon, and the warmup + cosine / WSD learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_tiny.optim import build_optimizer, lr_at, param_groups
+from llm_tiny.optim import Muon, build_optimizer, lr_at, orthogonalize, param_groups
 from model.gpt import GPTConfig, TinyGPT
 
 
@@ -88,3 +88,80 @@ def test_build_optimizer_on_cpu_steps_and_decays() -> None:
     assert torch.allclose(w, before * (1 - 1e-3 * 0.5))
     assert torch.equal(model.tok_emb.weight, emb)
     assert math.isclose(opt.param_groups[0]["lr"], 1e-3)
+
+
+# ---- Muon ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (8, 48), (48, 8), (1, 20), (20, 1), (128, 512)])
+def test_orthogonalize_gives_about_u_vt(shape: tuple[int, int]) -> None:
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    o = orthogonalize(g)
+    assert o.shape == g.shape
+    sv = torch.linalg.svdvals(o)
+    assert 0.5 < sv.min() and sv.max() < 1.3  # every direction about the same size
+    u, _, vt = torch.linalg.svd(g, full_matrices=False)
+    cos = (o * (u @ vt)).sum() / (o.norm() * (u @ vt).norm())
+    assert cos > 0.95  # and pointing where U V^T points
+    assert torch.allclose(orthogonalize(1e3 * g), o, atol=1e-5)  # the scale of g does not matter
+
+
+def test_orthogonalize_of_zero_is_zero() -> None:
+    assert torch.equal(orthogonalize(torch.zeros(4, 6)), torch.zeros(4, 6))
+
+
+def test_muon_takes_the_hidden_matrices_and_decays_at_the_base_rate() -> None:
+    model = _model(tie=True, bias=True)
+    opt = build_optimizer(model, 1e-3, 0.5, (0.9, 0.95), "cpu", muon_lr=0.02)
+    assert isinstance(opt, Muon) and opt.muon_ratio == pytest.approx(20)
+    muon, adam = opt.param_groups
+    assert muon["muon"] and not adam["muon"]
+    assert {id(p) for p in muon["params"]} == {id(p) for p in param_groups(model, 0.5)[0]["params"]}
+    w, emb = model.blocks[0].mlp.fc.weight, model.tok_emb.weight
+    before_w, before_emb = w.detach().clone(), emb.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # zero gradient: only weight decay moves a parameter
+    opt.step()
+    assert torch.allclose(w, before_w * (1 - 1e-3 * 0.5))  # lr * wd, not muon_lr * wd
+    assert torch.equal(emb, before_emb)
+
+
+def test_muon_step_is_the_scaled_orthogonalized_gradient() -> None:
+    w = torch.nn.Parameter(torch.randn(12, 4))  # tall: scale sqrt(12 / 4)
+    opt = Muon([{"params": [w], "weight_decay": 0.0, "muon": True}], 0.01, (0.9, 0.99), 3.0)
+    before, g = w.detach().clone(), torch.randn(12, 4)
+    w.grad = g.clone()
+    opt.step()  # first step: Nesterov momentum is a multiple of g
+    expected = before - 0.01 * 3.0 * math.sqrt(3) * orthogonalize(g)
+    assert torch.allclose(w, expected, atol=1e-5)
+
+
+def test_muon_updates_the_other_parameters_exactly_like_adamw() -> None:
+    torch.manual_seed(0)
+    a, b = torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))
+    a2, b2 = (torch.nn.Parameter(p.detach().clone()) for p in (a, b))
+    ours = Muon([{"params": [a, b], "weight_decay": 0.1}], 1e-2, (0.9, 0.95), 10.0)
+    ref = torch.optim.AdamW([a2, b2], lr=1e-2, betas=(0.9, 0.95), weight_decay=0.1)
+    for _ in range(5):
+        grads = [torch.randn_like(a), torch.randn_like(b)]
+        for p, q, g in zip((a, b), (a2, b2), grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    assert torch.allclose(a, a2, atol=1e-6) and torch.allclose(b, b2, atol=1e-6)
+
+
+def test_muon_learns_a_batch() -> None:
+    torch.manual_seed(0)
+    model = _model(tie=True)
+    opt = build_optimizer(model, 3e-3, 0.1, (0.9, 0.95), "cpu", muon_lr=0.02)
+    x = torch.randint(0, 50, (4, 8))
+    losses = []
+    for _ in range(60):
+        _, loss = model(x, x)
+        assert loss is not None
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert losses[-1] < 0.3 * losses[0]

@@ -96,12 +96,18 @@ def test_metrics_returned_in_process(tiny_cfg: Callable[..., Config]) -> None:
 # ---- resume ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop_step", [11, 16])  # mid log window / right at an eval
+# mid log window / right at an eval; Muon's momentum must resume too
+@pytest.mark.parametrize("stop_step,optimizer", [(11, "adamw"), (16, "adamw"), (13, "muon")])
 def test_resume_after_ctrl_c_is_bit_exact(
-    tiny_args: Args, tmp_path: Path, stop_step: int, capsys: pytest.CaptureFixture[str]
+    tiny_args: Args,
+    tmp_path: Path,
+    stop_step: int,
+    optimizer: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     extra = ("train.max_steps=24", "train.eval_interval=8", "train.log_interval=4")
     extra += ("model.dropout=0.1",)  # dropout draws from the torch RNG, which must resume too
+    extra += (f"train.optimizer={optimizer}",)
     assert train_main(tiny_args(*extra, run="straight")) == 0
 
     path, *overrides = tiny_args(*extra, run="stopped")
