@@ -453,9 +453,9 @@ class Tokenizer:
         todo = [p for p in todo if len(p) <= _LONG_PIECE]  # long ones: __missing__
         if len(cache) + len(todo) > _CACHE_LIMIT:
             cache.clear()
-        clean = list(map(_is_clean, todo))
-        cache.update(dict.fromkeys(compress(todo, map(not_, clean))))  # None: glue it
-        clean = list(compress(todo, clean))
+        ok = list(map(_is_clean, todo))
+        cache.update(dict.fromkeys(compress(todo, map(not_, ok))))  # None: glue it
+        clean = list(compress(todo, ok))
         if not clean:
             return
         # A clean piece holds no space and its first chunk starts with its leading space. So we
