@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
@@ -240,6 +241,31 @@ def test_the_merge_limit_leaves_a_character_for_no_id() -> None:
     limit = sys.maxunicode - 256
     with pytest.raises(TokenizerError, match=f"too many merges: {limit + 1} > {limit}"):
         Tokenizer({(255 + k, 0): 256 + k for k in range(limit + 1)})
+
+
+ASCII = st.lists(
+    st.one_of(
+        st.sampled_from([" ", "  ", "\n", "\r\n", "\t", "\x0b", "\x0c", "\x1c", "'", "'s", "'LL"]),
+        st.sampled_from(["'Re", "'ve", "'d", "a", "Zz", "7", "123456", "_", ".", "!?", "-"]),
+        st.characters(max_codepoint=127),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(s=ASCII)
+def test_the_ascii_splits_equal_the_patterns_on_ascii_text(s: str) -> None:
+    for pattern in (GPT4_PATTERN, GPT2_PATTERN):
+        assert bpe._ASCII_SPLITS[pattern](s) == regex.findall(pattern, s)
+
+
+def test_the_ascii_splits_agree_on_every_short_ascii_string() -> None:
+    chars = "a7' \n\r\t\x0b.sSl"  # each class the patterns tell apart, and contractions
+    texts = ["".join(t) for n in range(1, 5) for t in itertools.product(chars, repeat=n)]
+    for pattern in (GPT4_PATTERN, GPT2_PATTERN):
+        split = regex.compile(pattern).findall
+        assert all(bpe._ASCII_SPLITS[pattern](t) == split(t) for t in texts)
 
 
 def test_regex_whitespace_is_python_whitespace() -> None:

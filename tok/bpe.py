@@ -33,6 +33,7 @@ import hashlib
 import heapq
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -54,6 +55,24 @@ GPT4_PATTERN = (
 )
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PATTERNS = {"gpt4": GPT4_PATTERN, "gpt2": GPT2_PATTERN, "none": ""}
+# The same two patterns for ASCII text, for Python's own `re`, which splits ASCII text about 1.6x
+# as fast as `regex`: \p{L} and \p{N} become [A-Za-z] and [0-9], and the possessive ?+ and ++
+# become greedy (nothing after them can fail, so they never backtrack). With re.ASCII, \s is
+# [ \t\n\v\f\r], exactly what `regex` matches with \s among ASCII characters.
+_ASCII_SPLITS = {
+    pattern: re.compile(ascii_pattern, re.ASCII).findall
+    for pattern, ascii_pattern in (
+        (
+            GPT4_PATTERN,
+            r"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?[A-Za-z]+|[0-9]{1,3}"""
+            r"""| ?[^\sA-Za-z0-9]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",
+        ),
+        (
+            GPT2_PATTERN,
+            r"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""",
+        ),
+    )
+}
 
 FORMAT = "llm-tiny-bpe"
 VERSION = 1
@@ -64,6 +83,7 @@ _LONG_CHUNK = 64
 # _ids_of: an array type of 4-byte unsigned ints and the UTF-32 codec of this machine's byte order
 _ARRAY = next(code for code in "IL" if array(code).itemsize == 4)
 _UTF32 = f"utf-32-{sys.byteorder[0]}e"
+_UNSEEN = object()  # what a cache lookup gives for a key it has not seen
 # The chunk cache is cleared when it grows past this many entries, bounding its memory.
 _CACHE_LIMIT = 1 << 18
 # Space-separated pieces longer than this are not cached (see `encode_ordinary`).
@@ -276,6 +296,7 @@ class Tokenizer:
                 f"pattern has {compiled.groups} capturing group(s); use (?:...) groups"
             )
         self._split = compiled.findall if compiled is not None else None
+        self._ascii_split = _ASCII_SPLITS.get(pattern)
         if len(merges) > sys.maxunicode - 256:  # ids, and one more, must fit in str characters
             raise TokenizerError(f"too many merges: {len(merges)} > {sys.maxunicode - 256}")
         vocab = {i: bytes([i]) for i in range(256)}
@@ -424,6 +445,8 @@ class Tokenizer:
         """Split `text` with the pattern; TokenizerError if the pattern skips characters."""
         if self._split is None:
             return [text] if text else []
+        if self._ascii_split is not None and text.isascii():
+            return self._ascii_split(text)
         chunks = self._split(text)
         if not self._space_safe and sum(map(len, chunks)) != len(text):
             raise TokenizerError(
@@ -446,10 +469,9 @@ class Tokenizer:
         """The ids of " " + piece, or None if the piece's edges are not safe to split at."""
         return self._split_ids(" " + piece) if _is_clean(piece) else None
 
-    def _fill_pieces(self, pieces: list[str]) -> None:
-        """Cache the pieces not cached yet, with one regex pass over all of them."""
+    def _fill_pieces(self, todo: list[str]) -> None:
+        """Cache the given distinct pieces, not cached yet, with one regex pass over all of them."""
         cache = self._pieces
-        todo = [p for p in dict.fromkeys(filterfalse(cache.__contains__, pieces))]
         todo = [p for p in todo if len(p) <= _LONG_PIECE]  # long ones: __missing__
         if len(cache) + len(todo) > _CACHE_LIMIT:
             cache.clear()
@@ -460,11 +482,21 @@ class Tokenizer:
             return
         # A clean piece holds no space and its first chunk starts with its leading space. So we
         # put a character that is no id before the ids of each chunk that starts with a space,
-        # and cut the ids of all the pieces apart there, at C speed.
-        chunks = self._chunks_of(" " + " ".join(clean))
-        self._fill_chunks(chunks)
-        starts = map(mul, repeat(self._no_id), map(str.startswith, chunks, repeat(" ")))
-        ids = "".join(map(add, starts, map(self._chunks.__getitem__, chunks))).split(self._no_id)
+        # and cut the ids of all the pieces apart there, at C speed. ASCII pieces go first, in
+        # one string, for the faster ASCII split.
+        ascii_ = list(map(str.isascii, clean))
+        clean = list(compress(clean, ascii_)) + list(compress(clean, map(not_, ascii_)))
+        n_ascii = sum(ascii_)
+        chunks: list[str] = []
+        for part in (clean[:n_ascii], clean[n_ascii:]):
+            chunks += self._chunks_of(" " + " ".join(part)) if part else []
+        distinct = list(dict.fromkeys(chunks))
+        self._fill_chunks(distinct)
+        starts = map(mul, repeat(self._no_id), map(str.startswith, distinct, repeat(" ")))
+        marked = dict(
+            zip(distinct, map(add, starts, map(self._chunks.__getitem__, distinct)), strict=True)
+        )
+        ids = "".join(map(marked.__getitem__, chunks)).split(self._no_id)
         assert len(ids) == len(clean) + 1, "a clean piece must start exactly one chunk"
         cache.update(zip(clean, ids[1:], strict=True))
 
@@ -478,9 +510,17 @@ class Tokenizer:
         # str.split, cache whole pieces, and re-join (glue) the few pieces whose edges are
         # whitespace, or empty, with their neighbours before splitting those by the regex.
         pieces = text.split(" ")
-        self._fill_pieces(pieces)
         # segs[k]: the ids of piece k in place (after its space, if k > 0); None: glue it
-        segs = list(map(self._pieces.__getitem__, pieces))
+        cache = self._pieces
+        segs: list[str | None] = []
+        if cache:
+            segs = list(map(cache.get, pieces, repeat(_UNSEEN)))
+            new = list(dict.fromkeys(compress(pieces, map(is_, segs, repeat(_UNSEEN)))))
+        else:  # nothing cached yet: every piece is new
+            new = list(dict.fromkeys(pieces))
+        if new:
+            self._fill_pieces(new)
+            segs = list(map(cache.__getitem__, pieces))
         segs[0] = self._split_ids(pieces[0]) if _is_clean(pieces[0]) else None
         groups = _groups(len(pieces), compress(count(), map(is_, segs, repeat(None))))
         out: list[str] = []
