@@ -53,6 +53,8 @@ class ModelCfg:
     n_head: int = _f(4, _pos, ">= 1")
     n_embd: int = _f(128, _pos, ">= 1")
     dropout: float = _f(0.0, lambda v: 0 <= v < 1, "in [0, 1)")
+    # dropout on attention weights; none: the same as dropout
+    attn_dropout: float | None = _f(None, lambda v: v is None or 0 <= v < 1, "in [0, 1) or none")
     bias: bool = False
     rope: bool = False
     tie_weights: bool = False

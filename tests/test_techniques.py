@@ -123,3 +123,25 @@ def test_training_with_every_new_switch_learns(tiny_cfg: Callable[..., Config]) 
     m = run_training(cfg, log=lambda _: None)
     assert m["step"] == 20 and math.isfinite(m["val_loss"])
     assert m["val_loss"] < math.log(300)  # better than uniform over the 300-token vocabulary
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "naive"])
+def test_attn_dropout_is_its_own_switch(attn: str) -> None:
+    def two_train_passes(**flags: object) -> tuple[torch.Tensor, torch.Tensor]:
+        m = _model(attn=attn, **flags).train()
+        torch.manual_seed(3)
+        a, _ = m(_ids())
+        torch.manual_seed(4)
+        b, _ = m(_ids())
+        return a, b
+
+    a, b = two_train_passes(dropout=0.0, attn_dropout=0.5)  # attention weights dropped only
+    assert not torch.equal(a, b)
+    a, b = two_train_passes(dropout=0.0, attn_dropout=0.0)
+    assert torch.equal(a, b)
+    a, b = two_train_passes(dropout=0.3, attn_dropout=0.0)  # residual dropout stays on
+    assert not torch.equal(a, b)
+    assert _model(dropout=0.3).blocks[0].attn.p == 0.3  # None: the model's dropout
+    assert _model(dropout=0.3, attn_dropout=0.0).blocks[0].attn.p == 0.0
+    with pytest.raises(ValueError, match="attn_dropout must be in"):
+        _model(attn_dropout=1.0)
