@@ -33,7 +33,7 @@ import torch
 from llm_tiny import train
 from llm_tiny.config import Config, load_config
 from llm_tiny.errors import ArgumentParser, UserError, cli
-from llm_tiny.optim import build_optimizer
+from llm_tiny.optim import optimizer_for
 from llm_tiny.table import markdown_table
 from model.gpt import GPTConfig, TinyGPT
 
@@ -122,7 +122,7 @@ def build(v: Variant, batch_size: int, prompt_len: int, seed: int) -> None:
     v.model = TinyGPT(gcfg).to(v.device)
     # as in training, only the training/eval forward is compiled; the warm-up pays the compile
     v.fwd = torch.compile(v.model) if t.compile else v.model  # type: ignore[assignment]
-    v.opt = build_optimizer(v.model, t.lr, t.weight_decay, (t.beta1, t.beta2), v.device.type)
+    v.opt = optimizer_for(v.model, t, v.device.type)
     v.scaler = torch.amp.GradScaler(v.device.type, enabled=v.amp == torch.float16)
     g = torch.Generator().manual_seed(seed)
     T = gcfg.block_size

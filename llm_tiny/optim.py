@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from llm_tiny.config import TrainCfg
+
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: decayed matrices, and everything else (biases, norms, embeddings)."""
@@ -46,6 +48,12 @@ def build_optimizer(
         return Muon(groups, lr=lr, betas=betas, muon_ratio=muon_lr / lr)
     fused = device_type == "cuda"
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def optimizer_for(model: nn.Module, t: TrainCfg, device_type: str) -> torch.optim.Optimizer:
+    """The optimizer a config's train section asks for (train.optimizer, lr, muon_lr, decay, betas)."""
+    muon_lr = t.muon_lr if t.optimizer == "muon" else None
+    return build_optimizer(model, t.lr, t.weight_decay, (t.beta1, t.beta2), device_type, muon_lr)
 
 
 def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:

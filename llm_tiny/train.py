@@ -36,7 +36,7 @@ from llm_tiny.data import Corpus, fixed_offsets, get_batch, prepare, windows
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
 from llm_tiny.files import RunLock, atomic_write_text, remove_stale_temps
 from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
-from llm_tiny.optim import build_optimizer, lr_at
+from llm_tiny.optim import lr_at, optimizer_for
 from model.gpt import GPTConfig, TinyGPT
 
 LOG_FIELDS = (
@@ -241,14 +241,7 @@ class Trainer:
         self.gcfg = gpt_config(cfg.model, tok.vocab_size)
         torch.manual_seed(t.seed)
         self.model = TinyGPT(self.gcfg).to(self.device)
-        self.opt = build_optimizer(
-            self.model,
-            t.lr,
-            t.weight_decay,
-            (t.beta1, t.beta2),
-            self.device.type,
-            t.muon_lr if t.optimizer == "muon" else None,
-        )
+        self.opt = optimizer_for(self.model, t, self.device.type)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16
         )
