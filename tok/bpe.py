@@ -114,27 +114,45 @@ def _apply_merges(seqs: list[str], rank: dict[str, int], pair_of: list[str]) -> 
     pair to the sequences that hold it, costs time in proportion to the merges applied.
     """
     seqs = list(seqs)
-    where: defaultdict[str, list[int]] = defaultdict(list)
+    where: dict[str, list[int]] = {}  # pair -> the sequences that (may) hold it
+    heap: list[int] = []  # the ranks of the pairs in `where`
+    push, pop = heapq.heappush, heapq.heappop
     for i, seq in enumerate(seqs):
-        for pair in map(add, seq, seq[1:]):
-            if pair in rank:
-                where[pair].append(i)
-    heap = [rank[pair] for pair in where]
-    heapq.heapify(heap)
+        for pair in filter(rank.__contains__, map(add, seq, seq[1:])):
+            holders = where.get(pair)
+            if holders is None:
+                where[pair] = [i]
+                push(heap, rank[pair])
+            else:
+                holders.append(i)
     while heap:
-        new_id = heapq.heappop(heap)
+        new_id = pop(heap)
         pair, new = pair_of[new_id - 256], chr(new_id)
         holders = where.pop(pair)
         for i in holders if len(holders) == 1 else dict.fromkeys(holders):
-            seq = seqs[i].replace(pair, new)
-            seqs[i] = seq
+            seq = seqs[i]
+            if pair not in seq:  # an earlier merge took it
+                continue
+            seqs[i] = seq = seq.replace(pair, new)
             at = seq.find(new)
-            while at >= 0:
-                for fresh in (seq[at - 1 : at + 1], seq[at : at + 2]) if at else (seq[:2],):
+            while at >= 0:  # note the pairs the new id makes with its neighbours
+                if at:
+                    fresh = seq[at - 1 : at + 1]
                     if fresh in rank:
-                        if fresh not in where:
-                            heapq.heappush(heap, rank[fresh])
-                        where[fresh].append(i)
+                        also = where.get(fresh)
+                        if also is None:
+                            where[fresh] = [i]
+                            push(heap, rank[fresh])
+                        else:
+                            also.append(i)
+                fresh = seq[at : at + 2]
+                if fresh in rank:
+                    also = where.get(fresh)
+                    if also is None:
+                        where[fresh] = [i]
+                        push(heap, rank[fresh])
+                    else:
+                        also.append(i)
                 at = seq.find(new, at + 1)
     return seqs
 
