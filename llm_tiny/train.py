@@ -60,6 +60,14 @@ PLAN_SKIP = 2  # first steps of a process left out of the timing (thread pools, 
 PLAN_MARGIN = 0.97  # plan to finish a little early: the CPU is shared and steps get slower
 
 
+class _Bar(tqdm):
+    """tqdm without its monitor thread. That thread wakes every 10 s and takes tqdm's lock; a process
+    forked while it holds the lock (the fault tests fork training processes) hangs at its first bar.
+    """
+
+    monitor_interval = 0
+
+
 @dataclass
 class Hooks:
     """Test and tooling hooks: after_step(trainer, step) runs after each optimizer step, where step
@@ -327,7 +335,7 @@ class Trainer:
         if self.step == 0:
             metrics = self._evaluate_and_log(0, None)
         show = t.progress and d.master and sys.stderr.isatty()
-        self.bar = tqdm(total=self.total, initial=self.step, disable=not show, dynamic_ncols=True)
+        self.bar = _Bar(total=self.total, initial=self.step, disable=not show, dynamic_ncols=True)
         stop = StopSignal()
         try:
             with stop.installed():

@@ -365,3 +365,17 @@ def test_print_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert train_main(["--print-config", "train.lr=0.002"]) == 0
     out = capsys.readouterr().out
     assert "lr: 0.002" in out and "out_dir: runs/tiny" in out
+
+
+def test_training_starts_no_tqdm_monitor_thread(tiny_args: Args) -> None:
+    # tqdm's monitor thread holds tqdm's lock now and then; a process forked meanwhile (the fault
+    # tests' fork server) hangs at its first bar. Our bar turns the monitor off.
+    import threading
+
+    from tqdm import tqdm
+
+    if tqdm.monitor is not None:  # started by another library in this process: stop it first
+        tqdm.monitor.exit()
+        tqdm.monitor = None
+    assert train_main(tiny_args("train.max_steps=2", "train.progress=true")) == 0
+    assert not [t for t in threading.enumerate() if t.name == "tqdm_monitor"]
