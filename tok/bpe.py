@@ -116,19 +116,14 @@ def _apply_merges(seqs: list[str], rank: dict[str, int], pair_of: list[str]) -> 
     seqs = list(seqs)
     where: dict[str, list[int]] = {}  # pair -> the sequences that (may) hold it
     heap: list[int] = []  # the ranks of the pairs in `where`
-    push, pop = heapq.heappush, heapq.heappop
-    # "Note that sequence i holds `pair`" is written out inline three times below: this loop is
-    # most of a cold encode, and a helper call per pair made it about 20% slower.
     for i, seq in enumerate(seqs):
         for pair in filter(rank.__contains__, map(add, seq, seq[1:])):
-            holders = where.get(pair)
-            if holders is None:
-                where[pair] = [i]
-                push(heap, rank[pair])
-            else:
-                holders.append(i)
+            holders = where.setdefault(pair, [])
+            if not holders:  # a pair new to `where`: its rank joins the heap
+                heapq.heappush(heap, rank[pair])
+            holders.append(i)
     while heap:
-        new_id = pop(heap)
+        new_id = heapq.heappop(heap)
         pair, new = pair_of[new_id - 256], chr(new_id)
         holders = where.pop(pair)
         for i in holders if len(holders) == 1 else dict.fromkeys(holders):
@@ -137,24 +132,16 @@ def _apply_merges(seqs: list[str], rank: dict[str, int], pair_of: list[str]) -> 
                 continue
             seqs[i] = seq = seq.replace(pair, new)
             at = seq.find(new)
-            while at >= 0:  # note the pairs the new id makes with its neighbours
-                if at:
-                    fresh = seq[at - 1 : at + 1]
-                    if fresh in rank:
-                        also = where.get(fresh)
-                        if also is None:
-                            where[fresh] = [i]
-                            push(heap, rank[fresh])
-                        else:
-                            also.append(i)
-                fresh = seq[at : at + 2]
-                if fresh in rank:
-                    also = where.get(fresh)
-                    if also is None:
-                        where[fresh] = [i]
-                        push(heap, rank[fresh])
-                    else:
-                        also.append(i)
+            while at >= 0:  # the pairs the new id makes with its neighbours (unrolled: hot loop)
+                left, right = seq[at - 1 : at + 1] if at else "", seq[at : at + 2]
+                if left in rank:
+                    if not (also := where.setdefault(left, [])):
+                        heapq.heappush(heap, rank[left])
+                    also.append(i)
+                if right in rank:
+                    if not (also := where.setdefault(right, [])):
+                        heapq.heappush(heap, rank[right])
+                    also.append(i)
                 at = seq.find(new, at + 1)
     return seqs
 
@@ -532,12 +519,8 @@ class Tokenizer:
         pieces = text.split(" ")
         # segs[k]: the ids of piece k in place (after its space, if k > 0); None: glue it
         cache = self._pieces
-        segs: list[str | None] = []
-        if cache:
-            segs = list(map(cache.get, pieces, repeat(_UNSEEN)))
-            new = list(dict.fromkeys(compress(pieces, map(is_, segs, repeat(_UNSEEN)))))
-        else:  # nothing cached yet: every piece is new
-            new = list(dict.fromkeys(pieces))
+        segs = list(map(cache.get, pieces, repeat(_UNSEEN)))
+        new = list(dict.fromkeys(compress(pieces, map(is_, segs, repeat(_UNSEEN)))))
         if new:
             self._fill_pieces(new)
             segs = list(map(cache.__getitem__, pieces))
