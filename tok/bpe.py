@@ -523,6 +523,7 @@ class Tokenizer:
         new = list(dict.fromkeys(compress(pieces, map(is_, segs, repeat(_UNSEEN)))))
         if new:
             self._fill_pieces(new)
+            # all of them again: filling may clear a full cache, and long pieces come from __missing__
             segs = list(map(cache.__getitem__, pieces))
         segs[0] = self._split_ids(pieces[0]) if _is_clean(pieces[0]) else None
         groups = _groups(len(pieces), compress(count(), map(is_, segs, repeat(None))))
