@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tok.bpe as bpe
-from tok import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, Tokenizer, TokenizerError
+from tok import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, Tokenizer, TokenizerError, merges, patterns
 
 TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
 EOT = "<|endoftext|>"
@@ -233,8 +233,8 @@ def test_fast_path_batches_many_pieces(gpt_toks: list[Tokenizer], lines: list[st
 def test_id_strings_convert_to_ints_across_the_whole_id_range() -> None:
     # Caches hold ids as characters; ids 0xD800..0xDFFF are lone surrogates, which must survive.
     ids = [0, 255, 256, 0xD7FF, 0xD800, 0xDBFF, 0xDC00, 0xDFFF, 0xE000, sys.maxunicode]
-    assert bpe._ids_of("".join(map(chr, ids))) == ids
-    assert bpe._ids_of("") == []
+    assert merges.ids_of("".join(map(chr, ids))) == ids
+    assert merges.ids_of("") == []
 
 
 def test_the_merge_limit_leaves_a_character_for_no_id() -> None:
@@ -257,7 +257,7 @@ ASCII = st.lists(
 @given(s=ASCII)
 def test_the_ascii_splits_equal_the_patterns_on_ascii_text(s: str) -> None:
     for pattern in (GPT4_PATTERN, GPT2_PATTERN):
-        assert bpe._ASCII_SPLITS[pattern](s) == regex.findall(pattern, s)
+        assert patterns._ASCII_SPLITS[pattern](s) == regex.findall(pattern, s)
 
 
 def test_the_ascii_splits_agree_on_every_short_ascii_string() -> None:
@@ -265,7 +265,7 @@ def test_the_ascii_splits_agree_on_every_short_ascii_string() -> None:
     texts = ["".join(t) for n in range(1, 5) for t in itertools.product(chars, repeat=n)]
     for pattern in (GPT4_PATTERN, GPT2_PATTERN):
         split = regex.compile(pattern).findall
-        assert all(bpe._ASCII_SPLITS[pattern](t) == split(t) for t in texts)
+        assert all(patterns._ASCII_SPLITS[pattern](t) == split(t) for t in texts)
 
 
 def test_regex_whitespace_is_python_whitespace() -> None:

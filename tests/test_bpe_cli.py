@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tok.bpe import Tokenizer, main
+from tok.bpe import Tokenizer
+from tok.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "data" / "tiny.txt"

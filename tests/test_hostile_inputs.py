@@ -26,7 +26,7 @@ from llm_tiny.eval import main as eval_main
 from llm_tiny.sample import main as sample_main
 from llm_tiny.train import main as train_main
 from tok.bpe import FORMAT, GPT4_PATTERN, Tokenizer, TokenizerError
-from tok.bpe import main as bpe_main
+from tok.cli import main as bpe_main
 
 ROOT = Path(__file__).resolve().parent.parent
 Args = Callable[..., list[str]]

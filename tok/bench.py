@@ -27,7 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from tok.bpe import GPT4_PATTERN, Tokenizer, _Parser, _UsageError
+from tok.bpe import GPT4_PATTERN, Tokenizer
+from tok.cli import _Parser, _UsageError
 
 PREFIX_BYTES = 200_000  # the "first 200 KB": cut after the last newline before this byte
 TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"

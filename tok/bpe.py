@@ -1,78 +1,47 @@
-"""Byte-level BPE tokenizer: train, encode, decode, save, load, and a CLI.
+"""Byte-level BPE tokenizer: the `Tokenizer` class (train, encode, decode, save, load).
 
-Text is split into chunks with a regex (GPT-4's pattern by default); each chunk's UTF-8
-bytes start as the ids 0..255, and merge k turns the adjacent pair (left, right) into
-the id 256 + k. Merges never cross a chunk boundary.
+Text is split into chunks with a regex (GPT-4's pattern by default, `tok.patterns`); each
+chunk's UTF-8 bytes start as the ids 0..255, and merge k turns the adjacent pair (left,
+right) into the id 256 + k. Merges never cross a chunk boundary.
 
-Training (`Tokenizer.train`) never recounts the corpus. It counts each distinct chunk
-once with its frequency, keeps the count of every adjacent pair and an index from pair
-to the chunks that contain it, and after each merge touches only those chunks, adjusting
-the counts of the pairs around each merged occurrence. The next pair comes off a heap
-whose stale entries are skipped or corrected when they surface (lazy deletion).
+Training never recounts the corpus. It counts each distinct chunk once with its frequency
+(`tok.counting`, in worker processes for big corpora), keeps the count of every adjacent pair
+and an index from pair to the chunks that contain it, and after each merge touches only those
+chunks, adjusting the counts of the pairs around each merged occurrence (`tok.merges`). The
+next pair comes off a heap whose stale entries are skipped or corrected when they surface
+(lazy deletion).
 
 Tie-break rule: the pair with the highest count wins; among equal counts, the smallest
 (left id, right id) pair wins. Overlapping occurrences (as in "aaa") all count, as in
 GPT-2's and minbpe's trainers. Training stops early, with a warning, once no pair occurs
 twice. The same text always gives the same merges and the same file, byte for byte.
 
-Internally a sequence of ids is a `str` whose characters are the ids (`chr(id)`), so
-that C-speed `str.replace` applies a merge to all non-overlapping occurrences, left to
-right, exactly as BPE prescribes, and a pair is a two-character string whose ordering
-is the (left, right) ordering of ids.
-
 Encoding applies merges by rank (lowest first) within each chunk and caches the ids of
 every chunk it has seen. The save format is a versioned, human-readable JSON file; see
-`Tokenizer.to_json`.
+`Tokenizer.to_json`. The command line lives in `tok.cli`; `python -m tok.bpe` runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import hashlib
-import heapq
 import json
 import os
-import re
 import sys
-import time
 import uuid
-import warnings
-from array import array
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, count, filterfalse, repeat
 from operator import add, is_, itemgetter, mul, not_
 from pathlib import Path
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Literal, cast
 
 import regex
 
-# The split patterns of GPT-4 (cl100k_base) and GPT-2.
-GPT4_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
-    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
-)
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-PATTERNS = {"gpt4": GPT4_PATTERN, "gpt2": GPT2_PATTERN, "none": ""}
-# The same two patterns for ASCII text, for Python's own `re`, which splits ASCII text about 1.6x
-# as fast as `regex`: \p{L} and \p{N} become [A-Za-z] and [0-9], and the possessive ?+ and ++
-# become greedy (nothing after them can fail, so they never backtrack). With re.ASCII, \s is
-# [ \t\n\v\f\r], exactly what `regex` matches with \s among ASCII characters.
-_ASCII_SPLITS = {
-    pattern: re.compile(ascii_pattern, re.ASCII).findall
-    for pattern, ascii_pattern in (
-        (
-            GPT4_PATTERN,
-            r"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?[A-Za-z]+|[0-9]{1,3}"""
-            r"""| ?[^\sA-Za-z0-9]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",
-        ),
-        (
-            GPT2_PATTERN,
-            r"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""",
-        ),
-    )
-}
+from tok.counting import count_chunks
+from tok.merges import apply_merges, ids_of, latin1, train_merges
+from tok.patterns import _ASCII_SPLITS, GPT2_PATTERN, GPT4_PATTERN, PATTERNS
+
+__all__ = ["GPT2_PATTERN", "GPT4_PATTERN", "PATTERNS", "Tokenizer", "TokenizerError"]
 
 FORMAT = "llm-tiny-bpe"
 VERSION = 1
@@ -80,9 +49,6 @@ VERSION = 1
 # Chunks longer than this are not cached: they rarely repeat, and with pattern "" the
 # whole text is one chunk.
 _LONG_CHUNK = 64
-# _ids_of: an array type of 4-byte unsigned ints and the UTF-32 codec of this machine's byte order
-_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)
-_UTF32 = f"utf-32-{sys.byteorder[0]}e"
 _UNSEEN = object()  # what a cache lookup gives for a key it has not seen
 # The chunk cache is cleared when it grows past this many entries, bounding its memory.
 _CACHE_LIMIT = 1 << 18
@@ -92,149 +58,6 @@ _LONG_PIECE = 256
 
 class TokenizerError(ValueError):
     """A tokenizer file, merge list, special token or id that is not valid."""
-
-
-def _latin1(text: str) -> str:
-    """The UTF-8 bytes of `text` as a str of chars 0..255; lone surrogates become U+FFFD."""
-    try:
-        return text.encode("utf-8").decode("latin-1")
-    except UnicodeEncodeError:
-        clean = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return clean.encode("utf-8").decode("latin-1")
-
-
-def _apply_merges(seqs: list[str], rank: dict[str, int], pair_of: list[str]) -> list[str]:
-    """Apply the merges by rank to many id-strings at once; returns the merged strings.
-
-    BPE on one sequence applies, again and again, the lowest-ranked merge whose pair is
-    present. A merge only creates pairs that contain its new id, and any merge of such a
-    pair ranks after it, so the ranks applied only ever increase: BPE is the same as
-    going through the merges in rank order and applying each one that is present. Doing
-    that for all sequences together, with a heap of the ranks present and an index from
-    pair to the sequences that hold it, costs time in proportion to the merges applied.
-    """
-    seqs = list(seqs)
-    where: dict[str, list[int]] = {}  # pair -> the sequences that (may) hold it
-    heap: list[int] = []  # the ranks of the pairs in `where`
-    for i, seq in enumerate(seqs):
-        for pair in filter(rank.__contains__, map(add, seq, seq[1:])):
-            holders = where.setdefault(pair, [])
-            if not holders:  # a pair new to `where`: its rank joins the heap
-                heapq.heappush(heap, rank[pair])
-            holders.append(i)
-    while heap:
-        new_id = heapq.heappop(heap)
-        pair, new = pair_of[new_id - 256], chr(new_id)
-        holders = where.pop(pair)
-        for i in holders if len(holders) == 1 else dict.fromkeys(holders):
-            seq = seqs[i]
-            if pair not in seq:  # an earlier merge took it
-                continue
-            seqs[i] = seq = seq.replace(pair, new)
-            at = seq.find(new)
-            while at >= 0:  # the pairs the new id makes with its neighbours (unrolled: hot loop)
-                left, right = seq[at - 1 : at + 1] if at else "", seq[at : at + 2]
-                if left in rank:
-                    if not (also := where.setdefault(left, [])):
-                        heapq.heappush(heap, rank[left])
-                    also.append(i)
-                if right in rank:
-                    if not (also := where.setdefault(right, [])):
-                        heapq.heappush(heap, rank[right])
-                    also.append(i)
-                at = seq.find(new, at + 1)
-    return seqs
-
-
-def _train_merges(
-    chunks: dict[str, int], n_merges: int, on_merge: Callable[[], object] | None = None
-) -> list[str]:
-    """Learn up to `n_merges` merges from distinct chunks (latin-1 byte strings) and counts."""
-    words = [w for w in chunks if len(w) > 1]  # single bytes hold no pair
-    freqs = [chunks[w] for w in words]
-    counts: dict[str, int] = {}
-    where: defaultdict[str, list[int]] = defaultdict(list)  # pair -> chunks that hold(held) it
-    for i, (word, freq) in enumerate(zip(words, freqs, strict=True)):
-        for pair in map(add, word, word[1:]):
-            counts[pair] = counts.get(pair, 0) + freq
-            where[pair].append(i)
-    heap = [(-c, p) for p, c in counts.items()]
-    heapq.heapify(heap)
-
-    merges: list[str] = []
-    while len(merges) < n_merges:
-        while heap:
-            neg, pair = heapq.heappop(heap)
-            best = counts.get(pair, 0)
-            if best == -neg:
-                break
-            if best:  # the count fell since this entry was pushed: re-queue it
-                heapq.heappush(heap, (-best, pair))
-        else:
-            best = 0
-        if best < 2:
-            warnings.warn(
-                f"training stopped after {len(merges)} of {n_merges} merges: "
-                "no pair of tokens occurs twice",
-                stacklevel=3,
-            )
-            break
-        new = chr(256 + len(merges))
-        merges.append(pair)
-        del counts[pair]
-        same = pair[0] == pair[1]  # "aaa": occurrences may overlap
-        born: dict[str, int] = {}  # pairs that contain the new id, all of them new
-        for i in dict.fromkeys(where.pop(pair)):
-            old = words[i]
-            word = old.replace(pair, new)
-            n = len(word)
-            if n == len(old):  # stale index entry
-                continue
-            words[i] = word
-            freq = freqs[i]
-            at = word.find(new)
-            if n + 1 == len(old) and not same:  # one occurrence: x a b y -> x Z y
-                if at:
-                    counts[old[at - 1 : at + 1]] -= freq
-                    fresh = word[at - 1 : at + 1]
-                    born[fresh] = born.get(fresh, 0) + freq
-                    where[fresh].append(i)
-                if at + 1 < n:
-                    counts[old[at + 1 : at + 3]] -= freq
-                    fresh = word[at : at + 2]
-                    born[fresh] = born.get(fresh, 0) + freq
-                    where[fresh].append(i)
-                continue
-            # Several occurrences: walk them, counting each pair position once.
-            last_old = last_new = -1
-            shift = 0  # the occurrence at `at` in `word` sat at `at + shift` in `old`
-            while at >= 0:
-                j = at + shift
-                for k in (j - 1, j, j + 1):
-                    if last_old < k <= len(old) - 2:
-                        gone = old[k : k + 2]
-                        if gone != pair:
-                            counts[gone] -= freq
-                last_old = j + 1
-                for k in (at - 1, at):
-                    if last_new < k <= n - 2:
-                        fresh = word[k : k + 2]
-                        born[fresh] = born.get(fresh, 0) + freq
-                        where[fresh].append(i)
-                last_new = at
-                shift += 1
-                at = word.find(new, at + 1)
-        for fresh, freq in born.items():
-            counts[fresh] = freq
-            heapq.heappush(heap, (-freq, fresh))
-        if on_merge is not None:
-            on_merge()
-    return merges
-
-
-def _ids_of(ids: str) -> list[int]:
-    """The ids in a str of chr(id) as a list of ints (via UTF-32 and an array: no per-id Python)."""
-    return array(_ARRAY, ids.encode(_UTF32, "surrogatepass")).tolist()
 
 
 class _Memo(dict):
@@ -362,7 +185,7 @@ class Tokenizer:
             taken[new_id] = text
         for text, new_id in tokens.items():
             self.special_tokens[text] = new_id
-            self._decoder[new_id] = _latin1(text)
+            self._decoder[new_id] = latin1(text)
         self._special_splits.clear()
 
     @property
@@ -388,6 +211,24 @@ class Tokenizer:
         are cut out of the training text, so no merge learns from them. Warns and stops
         early when no pair occurs twice.
         """
+        return cls.train_pieces([text], vocab_size, pattern, special_tokens, progress)
+
+    @classmethod
+    def train_pieces(
+        cls,
+        pieces: Iterable[str],
+        vocab_size: int,
+        pattern: str = GPT4_PATTERN,
+        special_tokens: dict[str, int] | Sequence[str] | None = None,
+        progress: bool = False,
+        workers: int = 1,
+    ) -> Tokenizer:
+        """`train` on a stream of texts, each split on its own, counted in `workers` processes.
+
+        Pieces cut by `tok.patterns.cut_pieces` split exactly as their whole text would, so the
+        result is the same tokenizer for any piece size and any number of workers. Memory
+        follows the number of distinct chunks, not the length of the text.
+        """
         specials = special_tokens or {}
         if not _is_int(vocab_size) or vocab_size < 256 + len(specials):
             raise TokenizerError(
@@ -403,25 +244,14 @@ class Tokenizer:
                     f"special token {text_!r} has id {new_id}, inside the merge ids "
                     f"256..{255 + n_merges}; use an id >= {256 + n_merges}"
                 )
-        parts = [text]
-        if specials:  # cut the special tokens out: no merge may learn from them
-            alts = sorted(specials, key=lambda t: (-len(t), t))
-            parts = regex.split("|".join(map(regex.escape, alts)), text)
-        counts: Counter[str] = Counter()
-        for part in parts:
-            counts.update(probe._chunks_of(part))
-        chunks: dict[str, int] = {}
-        for chunk, freq in counts.items():
-            key = _latin1(chunk)
-            chunks[key] = chunks.get(key, 0) + freq
-        del counts
+        chunks = count_chunks(pieces, probe.pattern, list(probe.special_tokens), workers)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=n_merges, desc="merges", unit="merge", leave=False)
         try:
-            learned = _train_merges(chunks, n_merges, bar.update if bar is not None else None)
+            learned = train_merges(chunks, n_merges, bar.update if bar is not None else None)
         finally:
             if bar is not None:
                 bar.close()
@@ -435,7 +265,7 @@ class Tokenizer:
     # -- encoding and decoding ----------------------------------------------------------
 
     def _encode_chunk(self, chunk: str) -> str:
-        return _apply_merges([_latin1(chunk)], self._rank, self._pair_of)[0]
+        return apply_merges([latin1(chunk)], self._rank, self._pair_of)[0]
 
     def _fill_chunks(self, chunks: Iterable[str]) -> None:
         """Encode the chunks not cached yet in one batch, and cache them."""
@@ -445,7 +275,7 @@ class Tokenizer:
         if len(cache) + len(todo) > _CACHE_LIMIT:
             cache.clear()
         if todo:
-            merged = _apply_merges(list(map(_latin1, todo)), self._rank, self._pair_of)
+            merged = apply_merges(list(map(latin1, todo)), self._rank, self._pair_of)
             cache.update(zip(todo, merged, strict=True))
 
     def _chunks_of(self, text: str) -> list[str]:
@@ -470,7 +300,7 @@ class Tokenizer:
 
     def _encode_split(self, text: str) -> list[int]:
         """The ids of `text` by the pattern and the chunk cache alone (the reference path)."""
-        return _ids_of(self._split_ids(text))
+        return ids_of(self._split_ids(text))
 
     def _encode_piece(self, piece: str) -> str | None:
         """The ids of " " + piece, or None if the piece's edges are not safe to split at."""
@@ -534,7 +364,7 @@ class Tokenizer:
             out.append(self._split_ids((" " if lo else "") + " ".join(pieces[lo : hi + 1])))
             start = hi + 1
         out += cast(list[str], segs[start:])
-        return _ids_of("".join(out))
+        return ids_of("".join(out))
 
     def encode(
         self, text: str, allowed_special: Literal["all", "none"] | Iterable[str] = "none"
@@ -717,185 +547,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# -- command line -----------------------------------------------------------------------
-
-
-class _UsageError(Exception):
-    """A command-line mistake, reported as one line and exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: {message}")
-
-
-_TRAIN_EXAMPLES = """examples:
-  python -m tok.bpe train data/tiny.txt --vocab 1000 --out tok/bpe.json
-  python -m tok.bpe train corpus.txt --vocab 4096 --pattern gpt2 --special '<|endoftext|>' --out big.json
-"""
-_ENCODE_EXAMPLES = """examples:
-  python -m tok.bpe encode --model tok/bpe.json "To be, or not to be"
-  python -m tok.bpe encode --model tok/bpe.json --input data/tiny.txt --json > ids.json
-  echo "hello" | python -m tok.bpe encode --model tok/bpe.json
-"""
-_DECODE_EXAMPLES = """examples:
-  python -m tok.bpe decode --model tok/bpe.json 434 315 44 524 330 295 315
-  python -m tok.bpe decode --model tok/bpe.json --input ids.json
-  python -m tok.bpe encode --model tok/bpe.json "hi" | python -m tok.bpe decode --model tok/bpe.json
-"""
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(
-        prog="python -m tok.bpe",
-        description="Train a byte-level BPE tokenizer, encode text to ids, decode ids to text.",
-        epilog=_TRAIN_EXAMPLES
-        + "".join(e.split("\n", 1)[1] for e in (_ENCODE_EXAMPLES, _DECODE_EXAMPLES)),
-        formatter_class=fmt,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,encode,decode}")
-
-    train = sub.add_parser(
-        "train", help="learn merges from a text file", epilog=_TRAIN_EXAMPLES, formatter_class=fmt
-    )
-    train.add_argument("input", metavar="INPUT", help="UTF-8 text file to learn from")
-    train.add_argument(
-        "--vocab", type=int, required=True, metavar="N", help="ids in all: 256 + merges + specials"
-    )
-    train.add_argument(
-        "--pattern", choices=list(PATTERNS), default="gpt4", help="pre-split regex (default gpt4)"
-    )
-    train.add_argument(
-        "--special",
-        nargs="+",
-        default=[],
-        metavar="TOKEN",
-        help="special tokens, e.g. <|endoftext|>",
-    )
-    train.add_argument("--out", required=True, metavar="PATH", help="where to write the JSON file")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    encode = sub.add_parser(
-        "encode", help="print the ids of a text", epilog=_ENCODE_EXAMPLES, formatter_class=fmt
-    )
-    encode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
-    encode.add_argument("text", nargs="?", metavar="TEXT", help="text to encode (default: stdin)")
-    encode.add_argument("--input", metavar="FILE", help="encode this UTF-8 file instead")
-    encode.add_argument("--json", action="store_true", help="print a JSON list")
-    encode.add_argument(
-        "--allow-special", action="store_true", help="turn special-token texts into their ids"
-    )
-
-    decode = sub.add_parser(
-        "decode", help="print the text of some ids", epilog=_DECODE_EXAMPLES, formatter_class=fmt
-    )
-    decode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
-    decode.add_argument("ids", nargs="*", metavar="IDS", help="ids to decode (default: stdin)")
-    decode.add_argument(
-        "--input", metavar="FILE", help="read ids from a file: whitespace-separated or a JSON list"
-    )
-    return parser
-
-
-def _read_text(path: str | None) -> str:
-    """A UTF-8 file (or stdin for None), newlines kept exactly as they are."""
-    try:
-        data = Path(path).read_bytes() if path is not None else sys.stdin.buffer.read()
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise _UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason})") from None
-
-
-def _parse_ids(words: list[str]) -> list[int]:
-    ids = []
-    for word in words:
-        try:
-            ids.append(int(word))
-        except ValueError:
-            raise _UsageError(f"not an integer id: {word!r}") from None
-    return ids
-
-
-def _write_stdout(text: str) -> None:
-    sys.stdout.flush()
-    sys.stdout.buffer.write(text.encode("utf-8"))
-    sys.stdout.buffer.flush()
-
-
-def _cmd_train(args: argparse.Namespace) -> None:
-    n_special = len(args.special)
-    if args.vocab < 256 + n_special:
-        raise _UsageError(
-            f"--vocab must be at least {256 + n_special} (256 bytes + {n_special} special tokens)"
-        )
-    if not Path(args.out).parent.is_dir():
-        raise _UsageError(f"--out {args.out}: its directory does not exist")
-    text = _read_text(args.input)
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        tok = Tokenizer.train(
-            text, args.vocab, PATTERNS[args.pattern], args.special, progress=not args.quiet
-        )
-    seconds = time.perf_counter() - start
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
-    tok.save(args.out)
-    n_bytes = len(text.encode("utf-8", "replace"))
-    n_tokens = len(tok.encode(text, allowed_special="all"))
-    ratio = f"{n_bytes / n_tokens:.2f}" if n_tokens else "n/a"
-    print(
-        f"{len(tok.merges)} merges in {seconds:.2f} s, {ratio} bytes/token on {args.input} "
-        f"-> {args.out} (vocab {tok.vocab_size})"
-    )
-
-
-def _cmd_encode(args: argparse.Namespace) -> None:
-    if args.text is not None and args.input is not None:
-        raise _UsageError("give TEXT or --input FILE, not both")
-    tok = Tokenizer.load(args.model)
-    text = args.text if args.text is not None else _read_text(args.input)
-    ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
-    print(json.dumps(ids) if args.json else " ".join(map(str, ids)))
-
-
-def _cmd_decode(args: argparse.Namespace) -> None:
-    if args.ids and args.input is not None:
-        raise _UsageError("give IDS or --input FILE, not both")
-    tok = Tokenizer.load(args.model)
-    if args.ids:
-        ids = _parse_ids(args.ids)
-    else:
-        raw = _read_text(args.input).strip()
-        if raw.startswith("["):
-            try:
-                ids = json.loads(raw)
-            except ValueError as err:  # bad JSON, or an integer too long to convert
-                raise _UsageError(f"the ids are not a valid JSON list: {err}") from None
-            if not isinstance(ids, list) or not all(map(_is_int, ids)):
-                raise _UsageError("the ids must be a JSON list of integers")
-        else:
-            ids = _parse_ids(raw.split())
-    _write_stdout(tok.decode(ids))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the `python -m tok.bpe` command line; returns the exit code (2 on bad input)."""
-    try:
-        args = _build_parser().parse_args(argv)
-        {"train": _cmd_train, "encode": _cmd_encode, "decode": _cmd_decode}[args.command](args)
-    except SystemExit as done:  # --help
-        return done.code if isinstance(done.code, int) else 0
-    except (_UsageError, TokenizerError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        name = f": {err.filename}" if err.filename else ""
-        print(f"error: {err.strerror or err}{name}", file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
+    from tok.cli import main
+
     sys.exit(main())

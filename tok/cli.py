@@ -1,0 +1,195 @@
+"""The command line: `python -m tok.bpe train|encode|decode`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import NoReturn
+
+from tok.bpe import Tokenizer, TokenizerError, _is_int
+from tok.patterns import PATTERNS
+
+
+class _UsageError(Exception):
+    """A command-line mistake, reported as one line and exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+_TRAIN_EXAMPLES = """examples:
+  python -m tok.bpe train data/tiny.txt --vocab 1000 --out tok/bpe.json
+  python -m tok.bpe train corpus.txt --vocab 4096 --pattern gpt2 --special '<|endoftext|>' --out big.json
+"""
+_ENCODE_EXAMPLES = """examples:
+  python -m tok.bpe encode --model tok/bpe.json "To be, or not to be"
+  python -m tok.bpe encode --model tok/bpe.json --input data/tiny.txt --json > ids.json
+  echo "hello" | python -m tok.bpe encode --model tok/bpe.json
+"""
+_DECODE_EXAMPLES = """examples:
+  python -m tok.bpe decode --model tok/bpe.json 434 315 44 524 330 295 315
+  python -m tok.bpe decode --model tok/bpe.json --input ids.json
+  python -m tok.bpe encode --model tok/bpe.json "hi" | python -m tok.bpe decode --model tok/bpe.json
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="python -m tok.bpe",
+        description="Train a byte-level BPE tokenizer, encode text to ids, decode ids to text.",
+        epilog=_TRAIN_EXAMPLES
+        + "".join(e.split("\n", 1)[1] for e in (_ENCODE_EXAMPLES, _DECODE_EXAMPLES)),
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,encode,decode}")
+
+    train = sub.add_parser(
+        "train", help="learn merges from a text file", epilog=_TRAIN_EXAMPLES, formatter_class=fmt
+    )
+    train.add_argument("input", metavar="INPUT", help="UTF-8 text file to learn from")
+    train.add_argument(
+        "--vocab", type=int, required=True, metavar="N", help="ids in all: 256 + merges + specials"
+    )
+    train.add_argument(
+        "--pattern", choices=list(PATTERNS), default="gpt4", help="pre-split regex (default gpt4)"
+    )
+    train.add_argument(
+        "--special",
+        nargs="+",
+        default=[],
+        metavar="TOKEN",
+        help="special tokens, e.g. <|endoftext|>",
+    )
+    train.add_argument("--out", required=True, metavar="PATH", help="where to write the JSON file")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    encode = sub.add_parser(
+        "encode", help="print the ids of a text", epilog=_ENCODE_EXAMPLES, formatter_class=fmt
+    )
+    encode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
+    encode.add_argument("text", nargs="?", metavar="TEXT", help="text to encode (default: stdin)")
+    encode.add_argument("--input", metavar="FILE", help="encode this UTF-8 file instead")
+    encode.add_argument("--json", action="store_true", help="print a JSON list")
+    encode.add_argument(
+        "--allow-special", action="store_true", help="turn special-token texts into their ids"
+    )
+
+    decode = sub.add_parser(
+        "decode", help="print the text of some ids", epilog=_DECODE_EXAMPLES, formatter_class=fmt
+    )
+    decode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
+    decode.add_argument("ids", nargs="*", metavar="IDS", help="ids to decode (default: stdin)")
+    decode.add_argument(
+        "--input", metavar="FILE", help="read ids from a file: whitespace-separated or a JSON list"
+    )
+    return parser
+
+
+def _read_text(path: str | None) -> str:
+    """A UTF-8 file (or stdin for None), newlines kept exactly as they are."""
+    try:
+        data = Path(path).read_bytes() if path is not None else sys.stdin.buffer.read()
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason})") from None
+
+
+def _parse_ids(words: list[str]) -> list[int]:
+    ids = []
+    for word in words:
+        try:
+            ids.append(int(word))
+        except ValueError:
+            raise _UsageError(f"not an integer id: {word!r}") from None
+    return ids
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.buffer.flush()
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    n_special = len(args.special)
+    if args.vocab < 256 + n_special:
+        raise _UsageError(
+            f"--vocab must be at least {256 + n_special} (256 bytes + {n_special} special tokens)"
+        )
+    if not Path(args.out).parent.is_dir():
+        raise _UsageError(f"--out {args.out}: its directory does not exist")
+    text = _read_text(args.input)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tok = Tokenizer.train(
+            text, args.vocab, PATTERNS[args.pattern], args.special, progress=not args.quiet
+        )
+    seconds = time.perf_counter() - start
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    tok.save(args.out)
+    n_bytes = len(text.encode("utf-8", "replace"))
+    n_tokens = len(tok.encode(text, allowed_special="all"))
+    ratio = f"{n_bytes / n_tokens:.2f}" if n_tokens else "n/a"
+    print(
+        f"{len(tok.merges)} merges in {seconds:.2f} s, {ratio} bytes/token on {args.input} "
+        f"-> {args.out} (vocab {tok.vocab_size})"
+    )
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    if args.text is not None and args.input is not None:
+        raise _UsageError("give TEXT or --input FILE, not both")
+    tok = Tokenizer.load(args.model)
+    text = args.text if args.text is not None else _read_text(args.input)
+    ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    print(json.dumps(ids) if args.json else " ".join(map(str, ids)))
+
+
+def _cmd_decode(args: argparse.Namespace) -> None:
+    if args.ids and args.input is not None:
+        raise _UsageError("give IDS or --input FILE, not both")
+    tok = Tokenizer.load(args.model)
+    if args.ids:
+        ids = _parse_ids(args.ids)
+    else:
+        raw = _read_text(args.input).strip()
+        if raw.startswith("["):
+            try:
+                ids = json.loads(raw)
+            except ValueError as err:  # bad JSON, or an integer too long to convert
+                raise _UsageError(f"the ids are not a valid JSON list: {err}") from None
+            if not isinstance(ids, list) or not all(map(_is_int, ids)):
+                raise _UsageError("the ids must be a JSON list of integers")
+        else:
+            ids = _parse_ids(raw.split())
+    _write_stdout(tok.decode(ids))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `python -m tok.bpe` command line; returns the exit code (2 on bad input)."""
+    try:
+        args = _build_parser().parse_args(argv)
+        {"train": _cmd_train, "encode": _cmd_encode, "decode": _cmd_decode}[args.command](args)
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0
+    except (_UsageError, TokenizerError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        name = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{name}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

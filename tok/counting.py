@@ -1,0 +1,62 @@
+"""Counting the distinct chunks of a stream of text pieces, in worker processes, into one table.
+
+Each piece is split on its own (special-token texts cut out first, so no merge learns from them)
+and its chunks counted; the counts of all pieces are added up in input order. Memory follows the
+number of distinct chunks, never the size of the text, and the table is the same for any number
+of workers. Keys are the chunks' UTF-8 bytes as latin-1 strs, what `tok.merges` trains on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+import regex
+
+from tok.merges import latin1
+from tok.parallel import ordered_map
+
+_split: Callable[[str], list[str]] | None = None  # this worker's chunker
+_cut_specials: Callable[[str], list[str]] | None = None
+
+
+def _init(pattern: str, specials: Sequence[str]) -> None:
+    """Set up this process's chunker for `pattern` and the special-token texts to cut out."""
+    global _split, _cut_specials
+    from tok.bpe import Tokenizer  # tok.bpe imports this module
+
+    _split = Tokenizer(pattern=pattern)._chunks_of
+    _cut_specials = None
+    if specials:
+        alts = sorted(specials, key=lambda t: (-len(t), t))  # longest first, as encode does
+        _cut_specials = regex.compile("|".join(map(regex.escape, alts))).split
+
+
+def count_piece(piece: str) -> dict[str, int]:
+    """latin-1 chunk -> count for one piece (after `_init`)."""
+    assert _split is not None, "count_piece before _init"
+    counts: Counter[str] = Counter()
+    for part in _cut_specials(piece) if _cut_specials is not None else (piece,):
+        counts.update(_split(part))
+    out: dict[str, int] = {}
+    for chunk, n in counts.items():
+        key = latin1(
+            chunk
+        )  # distinct chunks map to distinct keys, but lone surrogates all to U+FFFD
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def count_chunks(
+    pieces: Iterable[str], pattern: str, specials: Sequence[str] = (), workers: int = 1
+) -> dict[str, int]:
+    """The chunk counts of all pieces added up: latin-1 chunk -> count."""
+    total: dict[str, int] = {}
+    for part in ordered_map(count_piece, pieces, workers, _init, (pattern, tuple(specials))):
+        if not total:
+            total = part
+            continue
+        get = total.get
+        for chunk, n in part.items():
+            total[chunk] = get(chunk, 0) + n
+    return total

@@ -1,0 +1,164 @@
+"""The two BPE algorithms on id-strings: learning merges from chunk counts, applying them by rank.
+
+Internally a sequence of ids is a `str` whose characters are the ids (`chr(id)`), so that
+C-speed `str.replace` applies a merge to all non-overlapping occurrences, left to right,
+exactly as BPE prescribes, and a pair is a two-character string whose ordering is the
+(left, right) ordering of ids.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+import warnings
+from array import array
+from collections import defaultdict
+from collections.abc import Callable
+from operator import add
+
+# ids_of: an array type of 4-byte unsigned ints and the UTF-32 codec of this machine's byte order
+_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)
+_UTF32 = f"utf-32-{sys.byteorder[0]}e"
+
+
+def latin1(text: str) -> str:
+    """The UTF-8 bytes of `text` as a str of chars 0..255; lone surrogates become U+FFFD."""
+    try:
+        return text.encode("utf-8").decode("latin-1")
+    except UnicodeEncodeError:
+        clean = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return clean.encode("utf-8").decode("latin-1")
+
+
+def apply_merges(seqs: list[str], rank: dict[str, int], pair_of: list[str]) -> list[str]:
+    """Apply the merges by rank to many id-strings at once; returns the merged strings.
+
+    BPE on one sequence applies, again and again, the lowest-ranked merge whose pair is
+    present. A merge only creates pairs that contain its new id, and any merge of such a
+    pair ranks after it, so the ranks applied only ever increase: BPE is the same as
+    going through the merges in rank order and applying each one that is present. Doing
+    that for all sequences together, with a heap of the ranks present and an index from
+    pair to the sequences that hold it, costs time in proportion to the merges applied.
+    """
+    seqs = list(seqs)
+    where: dict[str, list[int]] = {}  # pair -> the sequences that (may) hold it
+    heap: list[int] = []  # the ranks of the pairs in `where`
+    for i, seq in enumerate(seqs):
+        for pair in filter(rank.__contains__, map(add, seq, seq[1:])):
+            holders = where.setdefault(pair, [])
+            if not holders:  # a pair new to `where`: its rank joins the heap
+                heapq.heappush(heap, rank[pair])
+            holders.append(i)
+    while heap:
+        new_id = heapq.heappop(heap)
+        pair, new = pair_of[new_id - 256], chr(new_id)
+        holders = where.pop(pair)
+        for i in holders if len(holders) == 1 else dict.fromkeys(holders):
+            seq = seqs[i]
+            if pair not in seq:  # an earlier merge took it
+                continue
+            seqs[i] = seq = seq.replace(pair, new)
+            at = seq.find(new)
+            while at >= 0:  # the pairs the new id makes with its neighbours (unrolled: hot loop)
+                left, right = seq[at - 1 : at + 1] if at else "", seq[at : at + 2]
+                if left in rank:
+                    if not (also := where.setdefault(left, [])):
+                        heapq.heappush(heap, rank[left])
+                    also.append(i)
+                if right in rank:
+                    if not (also := where.setdefault(right, [])):
+                        heapq.heappush(heap, rank[right])
+                    also.append(i)
+                at = seq.find(new, at + 1)
+    return seqs
+
+
+def train_merges(
+    chunks: dict[str, int], n_merges: int, on_merge: Callable[[], object] | None = None
+) -> list[str]:
+    """Learn up to `n_merges` merges from distinct chunks (latin-1 byte strings) and counts."""
+    words = [w for w in chunks if len(w) > 1]  # single bytes hold no pair
+    freqs = [chunks[w] for w in words]
+    counts: dict[str, int] = {}
+    where: defaultdict[str, list[int]] = defaultdict(list)  # pair -> chunks that hold(held) it
+    for i, (word, freq) in enumerate(zip(words, freqs, strict=True)):
+        for pair in map(add, word, word[1:]):
+            counts[pair] = counts.get(pair, 0) + freq
+            where[pair].append(i)
+    heap = [(-c, p) for p, c in counts.items()]
+    heapq.heapify(heap)
+
+    merges: list[str] = []
+    while len(merges) < n_merges:
+        while heap:
+            neg, pair = heapq.heappop(heap)
+            best = counts.get(pair, 0)
+            if best == -neg:
+                break
+            if best:  # the count fell since this entry was pushed: re-queue it
+                heapq.heappush(heap, (-best, pair))
+        else:
+            best = 0
+        if best < 2:
+            warnings.warn(
+                f"training stopped after {len(merges)} of {n_merges} merges: "
+                "no pair of tokens occurs twice",
+                stacklevel=3,
+            )
+            break
+        new = chr(256 + len(merges))
+        merges.append(pair)
+        del counts[pair]
+        same = pair[0] == pair[1]  # "aaa": occurrences may overlap
+        born: dict[str, int] = {}  # pairs that contain the new id, all of them new
+        for i in dict.fromkeys(where.pop(pair)):
+            old = words[i]
+            word = old.replace(pair, new)
+            n = len(word)
+            if n == len(old):  # stale index entry
+                continue
+            words[i] = word
+            freq = freqs[i]
+            at = word.find(new)
+            if n + 1 == len(old) and not same:  # one occurrence: x a b y -> x Z y
+                if at:
+                    counts[old[at - 1 : at + 1]] -= freq
+                    fresh = word[at - 1 : at + 1]
+                    born[fresh] = born.get(fresh, 0) + freq
+                    where[fresh].append(i)
+                if at + 1 < n:
+                    counts[old[at + 1 : at + 3]] -= freq
+                    fresh = word[at : at + 2]
+                    born[fresh] = born.get(fresh, 0) + freq
+                    where[fresh].append(i)
+                continue
+            # Several occurrences: walk them, counting each pair position once.
+            last_old = last_new = -1
+            shift = 0  # the occurrence at `at` in `word` sat at `at + shift` in `old`
+            while at >= 0:
+                j = at + shift
+                for k in (j - 1, j, j + 1):
+                    if last_old < k <= len(old) - 2:
+                        gone = old[k : k + 2]
+                        if gone != pair:
+                            counts[gone] -= freq
+                last_old = j + 1
+                for k in (at - 1, at):
+                    if last_new < k <= n - 2:
+                        fresh = word[k : k + 2]
+                        born[fresh] = born.get(fresh, 0) + freq
+                        where[fresh].append(i)
+                last_new = at
+                shift += 1
+                at = word.find(new, at + 1)
+        for fresh, freq in born.items():
+            counts[fresh] = freq
+            heapq.heappush(heap, (-freq, fresh))
+        if on_merge is not None:
+            on_merge()
+    return merges
+
+
+def ids_of(ids: str) -> list[int]:
+    """The ids in a str of chr(id) as a list of ints (via UTF-32 and an array: no per-id Python)."""
+    return array(_ARRAY, ids.encode(_UTF32, "surrogatepass")).tolist()
