@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 from tok.bpe import Tokenizer, TokenizerError, _is_int
-from tok.patterns import PATTERNS
+from tok.parallel import default_workers
+from tok.patterns import CUTTABLE, PATTERNS, cut_pieces
+from tok.stream import PIECE_CHARS, BadText, count_ids, decode_utf8, read_blocks
+
+_RATIO_PIECES = 64  # pieces of the file that the bytes-per-token figure is measured on
 
 
 class _UsageError(Exception):
@@ -69,6 +76,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, metavar="PATH", help="where to write the JSON file")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        metavar="N",
+        help="processes that count chunks (default: all cores); the result is the same for any N",
+    )
 
     encode = sub.add_parser(
         "encode", help="print the ids of a text", epilog=_ENCODE_EXAMPLES, formatter_class=fmt
@@ -94,11 +108,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _read_text(path: str | None) -> str:
     """A UTF-8 file (or stdin for None), newlines kept exactly as they are."""
-    try:
-        data = Path(path).read_bytes() if path is not None else sys.stdin.buffer.read()
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise _UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason})") from None
+    data = Path(path).read_bytes() if path is not None else sys.stdin.buffer.read()
+    return decode_utf8(data, path or "standard input")
 
 
 def _parse_ids(words: list[str]) -> list[int]:
@@ -117,6 +128,26 @@ def _write_stdout(text: str) -> None:
     sys.stdout.buffer.flush()
 
 
+@contextlib.contextmanager
+def _bar(total: int, quiet: bool, desc: str) -> Iterator[Callable[[int], object] | None]:
+    """A progress bar over `total` bytes on stderr (None when quiet or stderr is no terminal)."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False) as bar:
+        yield bar.update
+
+
+def _pieces(path: str, pattern: str, on_bytes: Callable[[int], object] | None) -> Iterator[str]:
+    """The file's text in pieces cut where `pattern` allows (see tok.patterns.cut_pieces)."""
+    with open(path, "rb") as f:
+        yield from cut_pieces(
+            read_blocks(f, path, on_bytes=on_bytes), PIECE_CHARS, pattern in CUTTABLE
+        )
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     n_special = len(args.special)
     if args.vocab < 256 + n_special:
@@ -125,22 +156,31 @@ def _cmd_train(args: argparse.Namespace) -> None:
         )
     if not Path(args.out).parent.is_dir():
         raise _UsageError(f"--out {args.out}: its directory does not exist")
-    text = _read_text(args.input)
+    if args.workers < 1:
+        raise _UsageError(f"--workers must be at least 1, got {args.workers}")
+    pattern, size = PATTERNS[args.pattern], os.stat(args.input).st_size
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _bar(size, args.quiet, "count") as bar:
         warnings.simplefilter("always")
-        tok = Tokenizer.train(
-            text, args.vocab, PATTERNS[args.pattern], args.special, progress=not args.quiet
+        tok = Tokenizer.train_pieces(
+            _pieces(args.input, pattern, bar),
+            args.vocab,
+            pattern,
+            args.special,
+            progress=not args.quiet,
+            workers=args.workers,
         )
     seconds = time.perf_counter() - start
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     tok.save(args.out)
-    n_bytes = len(text.encode("utf-8", "replace"))
-    n_tokens = len(tok.encode(text, allowed_special="all"))
+    # bytes per token on (the start of) the file: a whole encoding pass on a big file costs minutes
+    pieces = _pieces(args.input, pattern, None)
+    n_tokens, n_bytes = count_ids(tok, pieces, args.workers, _RATIO_PIECES)
+    where = args.input if n_bytes == size else f"the first {n_bytes / 1e6:.0f} MB of {args.input}"
     ratio = f"{n_bytes / n_tokens:.2f}" if n_tokens else "n/a"
     print(
-        f"{len(tok.merges)} merges in {seconds:.2f} s, {ratio} bytes/token on {args.input} "
+        f"{len(tok.merges)} merges in {seconds:.2f} s, {ratio} bytes/token on {where} "
         f"-> {args.out} (vocab {tok.vocab_size})"
     )
 
@@ -181,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         {"train": _cmd_train, "encode": _cmd_encode, "decode": _cmd_decode}[args.command](args)
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
-    except (_UsageError, TokenizerError) as err:
+    except (_UsageError, TokenizerError, BadText) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -1,0 +1,145 @@
+"""Text of any size: read a UTF-8 file in blocks, cut it into pieces, encode pieces in workers.
+
+    with open(path, "rb") as f:
+        pieces = cut_pieces(read_blocks(f, path), PIECE_CHARS, tok.pattern in CUTTABLE)
+        for ids in encode_stream(tok, ((False, p) for p in pieces), workers=2):
+            out.write(ids)                      # the ids of each piece, as array bytes, in order
+
+Memory follows the block and piece sizes and the number of pieces in flight, never the file.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import BinaryIO
+
+from tok.bpe import Tokenizer
+from tok.merges import _ARRAY
+from tok.parallel import ordered_map
+
+BLOCK_BYTES = 1 << 20  # what one read takes from a file
+PIECE_CHARS = 1 << 20  # about what one worker task holds
+
+
+class BadText(ValueError):
+    """Bytes that are not UTF-8; the message names the file and the byte offset."""
+
+    def __init__(self, name: str, offset: int, byte: int, reason: str) -> None:
+        super().__init__(
+            f"{name} is not valid UTF-8: byte 0x{byte:02x} at offset {offset} ({reason})"
+        )
+        self.name, self.offset = name, offset
+
+
+def _char_start(data: bytes) -> int:
+    """Where the last, possibly incomplete, UTF-8 character of `data` starts (len: none open)."""
+    for back in range(1, min(4, len(data)) + 1):
+        b = data[-back]
+        if b & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            need = 1 if b < 0x80 else 2 if b >> 5 == 6 else 3 if b >> 4 == 14 else 4
+            return len(data) if need <= back else len(data) - back
+    return len(data)
+
+
+def read_blocks(
+    f: BinaryIO,
+    name: str,
+    start: int = 0,
+    stop: int | None = None,
+    block: int = BLOCK_BYTES,
+    on_bytes: Callable[[int], object] | None = None,
+) -> Iterator[str]:
+    """The text of bytes [start, stop) of an open binary file, decoded strictly, in blocks.
+
+    `start` must be a character boundary (as `split_offset` gives). Bad UTF-8 raises BadText
+    naming `name` and the offset of the first bad byte in the file. `on_bytes(n)` hears of
+    every n bytes read (a progress bar).
+    """
+    if start:
+        f.seek(start)
+    at, carry = start, b""  # at: the file offset of carry's first byte
+    while stop is None or at + len(carry) < stop:
+        want = block if stop is None else min(block, stop - at - len(carry))
+        data = f.read(want)
+        if not data:
+            break
+        if on_bytes is not None:
+            on_bytes(len(data))
+        data = carry + data
+        cut = _char_start(data)
+        text, carry = data[:cut], data[cut:]
+        yield decode_utf8(text, name, at)
+        at += len(text)
+    if carry:
+        yield decode_utf8(carry, name, at)
+
+
+def decode_utf8(data: bytes, name: str, at: int = 0) -> str:
+    """`data` decoded strictly; BadText names `name` and the file offset (data starts at `at`)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadText(name, at + e.start, data[e.start], str(e.reason)) from None
+
+
+def split_offset(f: BinaryIO, size: int, frac: float) -> int:
+    """The byte offset where the last `frac` of a file of `size` bytes starts, moved forward to
+    a character boundary (past UTF-8 continuation bytes)."""
+    cut = min(size, round(size * (1.0 - frac)))
+    f.seek(cut)
+    ahead = f.read(4)
+    skip = 0
+    while skip < len(ahead) and ahead[skip] & 0xC0 == 0x80:
+        skip += 1
+    return cut + skip
+
+
+# -- encoding in workers -----------------------------------------------------------------------
+
+_tok: Tokenizer | None = None  # this worker's tokenizer
+_sep: list[int] = []  # the ids put before the first piece of each document
+
+
+def _init_encoder(tokenizer_json: str, sep: int | None) -> None:
+    global _tok, _sep
+    _tok = Tokenizer.from_json(tokenizer_json)
+    _sep = [] if sep is None else [sep]
+
+
+def typecode(vocab_size: int) -> str:
+    """The array type code that holds every id: 'H' (2 bytes) if they fit, else 4 bytes."""
+    return "H" if vocab_size <= 1 << 16 else _ARRAY
+
+
+def encode_item(item: tuple[bool, str]) -> bytes:
+    """The ids of one (starts a document, text) piece as array bytes (after `_init_encoder`)."""
+    assert _tok is not None, "encode_item before _init_encoder"
+    first, text = item
+    ids = (_sep if first else []) + _tok.encode_ordinary(text)
+    return array(typecode(_tok.vocab_size), ids).tobytes()
+
+
+def encode_stream(
+    tok: Tokenizer, items: Iterable[tuple[bool, str]], workers: int = 1, sep: int | None = None
+) -> Iterator[bytes]:
+    """The ids of each (starts a document, text) piece, in order, as bytes of
+    `array(typecode(tok.vocab_size))`; `sep` (say an end-of-text id) goes before each document.
+    Special-token texts inside the text are encoded as plain text."""
+    return ordered_map(encode_item, items, workers, _init_encoder, (tok.to_json(), sep))
+
+
+def count_ids(
+    tok: Tokenizer, pieces: Iterable[str], workers: int = 1, limit: int = 0
+) -> tuple[int, int]:
+    """(ids, UTF-8 bytes) of the pieces (of the first `limit` of them, if set)."""
+    texts = list(islice(pieces, limit)) if limit else pieces
+    n_ids = n_bytes = 0
+    width = array(typecode(tok.vocab_size)).itemsize
+    for text, ids in zip(
+        texts, encode_stream(tok, ((False, t) for t in texts), workers), strict=True
+    ):
+        n_ids += len(ids) // width
+        n_bytes += len(text.encode("utf-8", "surrogatepass"))
+    return n_ids, n_bytes
