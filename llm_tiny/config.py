@@ -108,7 +108,10 @@ class TrainCfg:
     muon_lr: float = _f(0.02, lambda v: 0 < v < math.inf, "> 0")
     amp: str = _f("auto", choices=("auto", "bf16", "fp16", "off"))
     compile: bool = False
-    resume: bool = False
+    resume: bool = False  # continue this run from out_dir/ckpt_last.pt: same step, optimizer, RNG
+    # a checkpoint to start a new run from (fine-tuning): its weights, tokenizer and model shape;
+    # optimizer, schedule and step start fresh. With resume=true, an existing ckpt_last.pt wins
+    init_from: str | None = None
     time_budget_s: float | None = _f(None, _opt_pos, "> 0 or none")
     threads: int | None = _f(None, _opt_pos, ">= 1 or none")  # torch CPU threads; none: torch's
     progress: bool = True  # tqdm bar (also off when stderr is not a terminal)

@@ -7,11 +7,13 @@ A run folder (train.out_dir) holds config.yaml, log.csv, ckpt_last.pt and ckpt_b
 every log_interval steps and at every evaluation (val_* columns are empty on rows without one); train_loss
 is the mean training loss over the steps since the previous row. Step 0 is an evaluation of the untrained
 model. Ctrl-C or SIGTERM saves ckpt_last.pt at the end of the current step and exits non-zero;
-train.resume=true continues from it.
+train.resume=true continues from it. train.init_from=CKPT starts a new run from another run's weights
+and tokenizer (fine-tuning; llm_tiny.init_from).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import math
@@ -20,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
@@ -31,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from llm_tiny import checkpoint as ckpt_io
+from llm_tiny import init_from
 from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config
 from llm_tiny.data import Corpus, fixed_offsets, get_batch, prepare, windows
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
@@ -182,8 +185,15 @@ def truncate_log(path: Path, step: int) -> None:
 class Trainer:
     """One training run: built from a Config, driven by run(); rank 0 writes, every rank computes."""
 
-    def __init__(self, cfg: Config, hooks: Hooks | None = None, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        cfg: Config,
+        hooks: Hooks | None = None,
+        log: Callable[[str], None] = print,
+        set_keys: Collection[str] | None = None,
+    ):
         self.cfg, self.hooks = cfg, hooks or Hooks()
+        self.set_keys = set_keys  # keys the user set, for train.init_from (None: non-defaults)
         self.dist = Dist(
             int(os.environ.get("RANK", 0)),
             int(os.environ.get("WORLD_SIZE", 1)),
@@ -214,7 +224,7 @@ class Trainer:
         """Prepare, train, evaluate and checkpoint; returns the final metrics."""
         lock = RunLock(self.out).acquire() if self.dist.master else None
         if lock is not None:  # a run killed mid-write leaves its temp file; we own the folder now
-            remove_stale_temps(self.out, (*RUN_FILES, "config.yaml"))
+            remove_stale_temps(self.out, (*RUN_FILES, "config.yaml", init_from.TOKENIZER_FILE))
         threads = torch.get_num_threads()
         try:
             return self._run()
@@ -236,19 +246,33 @@ class Trainer:
             resume = ckpt_io.load_checkpoint(self.last_path)
         elif t.resume:
             self.log(f"note: no {self.last_path} to resume from; starting fresh")
+        init = None  # the checkpoint whose weights start this run (train.init_from, not resuming)
+        src, src_path = resume, self.last_path  # whose tokenizer the run uses, if not its own
+        if t.init_from is not None:
+            init_path = Path(t.init_from)
+            init = self._adopt(resume)
+            cfg, t = self.cfg, self.cfg.train
+            if init is not None:
+                src, src_path = init, init_path
         t_prep = time.perf_counter()
         if d.master:  # rank 0 trains/encodes, the others then read its cache
-            self.corpus = self._prepare(resume)
+            self.corpus = self._prepare(src, src_path)
         if d.world_size > 1:
             dist.barrier()
         if not d.master:
-            self.corpus = self._prepare(resume)
+            self.corpus = self._prepare(src, src_path)
         self.prep_seconds = time.perf_counter() - t_prep  # tokenizer training and token caching
         self.corpus.check_length(cfg.model.block_size, cfg.data.path)
         tok = self.corpus.tokenizer
         self.gcfg = gpt_config(cfg.model, tok.vocab_size)
         torch.manual_seed(t.seed)
         self.model = TinyGPT(self.gcfg).to(self.device)
+        if init is not None:
+            ckpt_io.load_weights(self.model, init["model"], src_path)
+            self.log(
+                f"initialized from {src_path} (trained {init['step']} steps); optimizer, "
+                "schedule and step start fresh"
+            )
         self.opt = optimizer_for(self.model, t, self.device.type)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16
@@ -282,10 +306,34 @@ class Trainer:
         )
         self.token_bytes = torch.from_numpy(self.corpus.token_bytes).to(self.device)
 
-    def _prepare(self, resume: dict | None) -> Corpus:
-        tok = None if resume is None else ckpt_io.tokenizer_of(resume, self.last_path)
+    def _prepare(self, src: dict | None, src_path: Path) -> Corpus:
+        tok = None if src is None else ckpt_io.tokenizer_of(src, src_path)
         show = self.cfg.train.progress and sys.stderr.isatty()
         return prepare(self.cfg.data, tokenizer=tok, log=self.log, progress=show)
+
+    def _adopt(self, resume: dict | None) -> dict | None:
+        """train.init_from: the model section and tokenizer become the source's (see
+        llm_tiny.init_from). Returns the checkpoint to take weights from; None when resuming, since
+        the run's own checkpoint then holds the weights, and the source is not read at all."""
+        t = self.cfg.train
+        assert t.init_from is not None
+        if resume is None:
+            own = {(self.out / name).resolve() for name in RUN_FILES}
+            if Path(t.init_from).resolve() in own:  # a fresh start would delete it
+                raise UserError(
+                    f"train.init_from={t.init_from} is this run's own checkpoint: continue the run "
+                    "with train.resume=true, or start the new one in another train.out_dir"
+                )
+            src, src_path = ckpt_io.load_checkpoint(t.init_from), Path(t.init_from)
+        else:
+            src, src_path = resume, self.last_path
+        self.cfg = init_from.adopt_checkpoint(self.cfg, src, src_path, self.set_keys)
+        named = self.cfg.data.tokenizer
+        self.cfg.data.tokenizer = init_from.tokenizer_path(self.cfg, self.out)
+        if self.dist.master and (named is None or not Path(named).is_file()):
+            Path(self.cfg.data.tokenizer).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.cfg.data.tokenizer, src["tokenizer"])
+        return src if resume is None else None
 
     def _restore(self, ck: dict[str, Any]) -> None:
         """Load model, optimizer, scaler, RNG and loop state from a checkpoint."""
@@ -618,12 +666,17 @@ class Trainer:
 
 
 def run_training(
-    cfg: Config, hooks: Hooks | None = None, log: Callable[[str], None] = print
+    cfg: Config,
+    hooks: Hooks | None = None,
+    log: Callable[[str], None] = print,
+    set_keys: Collection[str] | None = None,
 ) -> dict[str, float]:
     """Train per cfg (as one process, or one rank of a torchrun job) and return the final metrics:
     step, total_steps, val_loss, val_ppl, val_bpb (fixed validation windows), best_val_loss,
     train_loss, tokens_per_s (last row), params, elapsed_s (training, across resumes; the time budget
-    counts this) and prep_s (tokenizer training and token caching in this process)."""
+    counts this) and prep_s (tokenizer training and token caching in this process). set_keys: the
+    dotted keys the user's YAML and overrides set (init_from.explicit_keys), which train.init_from
+    checks against the checkpoint's model; None counts every non-default value as set."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     own_group = world > 1 and not dist.is_initialized()
     if own_group:
@@ -632,13 +685,30 @@ def run_training(
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group("nccl" if use_nccl else "gloo")
     try:
-        metrics = Trainer(cfg, hooks, log).run()
+        metrics = Trainer(cfg, hooks, log, set_keys).run()
         if own_group:  # no rank tears gloo down while another is still inside a collective
             dist.barrier()
         return metrics
     finally:
         if own_group:
             dist.destroy_process_group()
+
+
+EPILOG = """\
+examples:
+  python -m llm_tiny.train configs/tiny.yaml train.max_steps=300 train.lr=3e-3 model.rope=true
+  python -m llm_tiny.train configs/finetune_tiny.yaml train.init_from=runs/pretrain/ckpt_last.pt
+  torchrun --nproc_per_node=N -m llm_tiny.train ...     (data parallel)
+
+resume versus init_from:
+  train.resume=true     continue THIS run (train.out_dir) from its ckpt_last.pt: the same step,
+                        optimizer state, LR schedule and RNG, as if it had never stopped
+  train.init_from=CKPT  start a NEW run from another run's weights (fine-tuning): CKPT's model and
+                        tokenizer (the new corpus is encoded with it); optimizer, schedule and step
+                        start fresh. A model key other than dropout, attn_dropout and attn that
+                        differs from CKPT's is refused. Given both, resume wins once ckpt_last.pt
+                        exists (a stopped fine-tuning run continues), else the run starts from CKPT.
+"""
 
 
 def _split_args(config: str | None, overrides: list[str]) -> tuple[str, list[str]]:
@@ -653,9 +723,8 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(
         prog="python -m llm_tiny.train",
         description="Train a TinyGPT from a YAML config and dotted key=value overrides.",
-        epilog="example: python -m llm_tiny.train configs/tiny.yaml train.max_steps=300 "
-        "train.lr=3e-3 model.rope=true\n(torchrun --nproc_per_node=N -m llm_tiny.train ... "
-        "for data parallel)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", nargs="?", help="YAML config file (default: configs/tiny.yaml)")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-4")
@@ -666,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.print_config:
         print(dump_config(cfg), end="")
         return 0
-    run_training(cfg)
+    run_training(cfg, set_keys=init_from.explicit_keys(path, overrides))
     return 0
 
 

@@ -1,0 +1,91 @@
+"""train.init_from: start a new run from another run's checkpoint (fine-tuning).
+
+The new run takes the checkpoint's weights, its tokenizer (the new corpus is encoded with it, no new one
+is trained) and its model shape; the optimizer, the LR schedule, the step and the best loss start fresh.
+`train.resume=true` is different: it continues the same run (same step, optimizer state and RNG).
+
+The model section is the checkpoint's. Only the fields in FREE keep the config's value: dropout is a
+training choice, and `attn` picks an implementation of the same function. Every other field, and
+data.vocab_size, must be left unset or set to the checkpoint's value; anything else is refused with one
+line naming the field and both values, since it would not fit (or silently change) the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llm_tiny import checkpoint as ckpt_io
+from llm_tiny.config import Config, DataCfg, ModelCfg, validate
+from llm_tiny.errors import UserError
+
+FREE = ("dropout", "attn_dropout", "attn")  # model fields a fine-tuning run may change
+TOKENIZER_FILE = "tokenizer.json"  # the checkpoint's tokenizer, written into the run folder
+
+
+def explicit_keys(path: str | os.PathLike[str] | None, overrides: Sequence[str]) -> frozenset[str]:
+    """The dotted keys a YAML config file and `key=value` overrides set, defaults aside.
+
+    Call it after load_config accepted the same arguments (so the file is known to be good)."""
+    keys = {item.partition("=")[0].strip() for item in overrides}
+    if path is not None:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        for sec, values in raw.items():
+            keys.update(f"{sec}.{k}" for k in (values or {}))
+    return frozenset(keys)
+
+
+def _is_set(key: str, value: Any, default: Any, explicit: Collection[str] | None) -> bool:
+    # without the list of keys the user wrote (a Config built in Python), a value other than the
+    # default is taken as set: a value equal to the default then yields to the checkpoint's
+    return key in explicit if explicit is not None else value != default
+
+
+def adopt_checkpoint(
+    cfg: Config,
+    ck: Mapping[str, Any],
+    source: str | os.PathLike[str],
+    explicit: Collection[str] | None = None,
+) -> Config:
+    """A copy of cfg whose model section and data.vocab_size are the checkpoint's (FREE fields aside).
+
+    `explicit` lists the keys the user set (explicit_keys); None treats non-default values as set.
+    A set shape field that differs from the checkpoint's is a UserError naming it and both values.
+    """
+    have = asdict(ckpt_io.model_config(ck, source))  # every GPTConfig field, defaults filled in
+    out = copy.deepcopy(cfg)
+    defaults = ModelCfg()
+    for f in fields(ModelCfg):
+        if f.name in FREE:
+            continue
+        mine, theirs = getattr(cfg.model, f.name), have[f.name]
+        key = f"model.{f.name}"
+        if mine != theirs and _is_set(key, mine, getattr(defaults, f.name), explicit):
+            raise UserError(
+                f"{key} is {mine!r} but {source} has {theirs!r}; train.init_from keeps the "
+                f"checkpoint's model (only model.{', model.'.join(FREE)} may change)"
+            )
+        setattr(out.model, f.name, theirs)
+    vocab = have["vocab_size"]
+    mine_v = cfg.data.vocab_size
+    if mine_v != vocab and _is_set("data.vocab_size", mine_v, DataCfg().vocab_size, explicit):
+        raise UserError(
+            f"data.vocab_size is {mine_v} but {source} has a {vocab}-token tokenizer; "
+            "train.init_from encodes the new corpus with the checkpoint's tokenizer"
+        )
+    out.data.vocab_size = vocab
+    validate(out)
+    return out
+
+
+def tokenizer_path(cfg: Config, out_dir: Path) -> str:
+    """Where the run reads its (the checkpoint's) tokenizer: data.tokenizer if named, else a file in
+    the run folder. Not the default cache name: a tokenizer trained on the new corpus may sit there.
+    """
+    return cfg.data.tokenizer or str(out_dir / TOKENIZER_FILE)
