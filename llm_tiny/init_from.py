@@ -24,9 +24,11 @@ import yaml
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.config import Config, DataCfg, ModelCfg, validate
 from llm_tiny.errors import UserError
+from llm_tiny.files import atomic_write_text
 
 FREE = ("dropout", "attn_dropout", "attn")  # model fields a fine-tuning run may change
 TOKENIZER_FILE = "tokenizer.json"  # the checkpoint's tokenizer, written into the run folder
+OWN_FILES = ("ckpt_last.pt", "ckpt_best.pt")  # a run's own checkpoints, which a fresh start deletes
 
 
 def explicit_keys(path: str | os.PathLike[str] | None, overrides: Sequence[str]) -> frozenset[str]:
@@ -89,3 +91,36 @@ def tokenizer_path(cfg: Config, out_dir: Path) -> str:
     the run folder. Not the default cache name: a tokenizer trained on the new corpus may sit there.
     """
     return cfg.data.tokenizer or str(out_dir / TOKENIZER_FILE)
+
+
+def start(
+    cfg: Config,
+    resume: Mapping[str, Any] | None,
+    out_dir: Path,
+    explicit: Collection[str] | None,
+    write: bool,
+) -> tuple[Config, dict[str, Any] | None]:
+    """(the run's config, the checkpoint to take weights from) for a config with train.init_from.
+
+    The config gets the source's model section and its tokenizer file (written into the run folder
+    when `write`, by rank 0). When resuming, the source is the run's own checkpoint, the weights come
+    from it, and train.init_from is not read at all: None comes back in place of a checkpoint."""
+    assert cfg.train.init_from is not None
+    if resume is None:
+        own = {(out_dir / name).resolve() for name in OWN_FILES}
+        if Path(cfg.train.init_from).resolve() in own:  # a fresh start would delete it
+            raise UserError(
+                f"train.init_from={cfg.train.init_from} is this run's own checkpoint: continue the "
+                "run with train.resume=true, or start the new one in another train.out_dir"
+            )
+        src: Mapping[str, Any] = ckpt_io.load_checkpoint(cfg.train.init_from)
+        src_path = Path(cfg.train.init_from)
+    else:
+        src, src_path = resume, out_dir / "ckpt_last.pt"
+    named = cfg.data.tokenizer
+    out = adopt_checkpoint(cfg, src, src_path, explicit)
+    out.data.tokenizer = tokenizer_path(cfg, out_dir)
+    if write and (named is None or not Path(named).is_file()):
+        Path(out.data.tokenizer).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out.data.tokenizer, src["tokenizer"])
+    return out, (dict(src) if resume is None else None)

@@ -250,7 +250,7 @@ class Trainer:
         src, src_path = resume, self.last_path  # whose tokenizer the run uses, if not its own
         if t.init_from is not None:
             init_path = Path(t.init_from)
-            init = self._adopt(resume)
+            self.cfg, init = init_from.start(self.cfg, resume, self.out, self.set_keys, d.master)
             cfg, t = self.cfg, self.cfg.train
             if init is not None:
                 src, src_path = init, init_path
@@ -310,30 +310,6 @@ class Trainer:
         tok = None if src is None else ckpt_io.tokenizer_of(src, src_path)
         show = self.cfg.train.progress and sys.stderr.isatty()
         return prepare(self.cfg.data, tokenizer=tok, log=self.log, progress=show)
-
-    def _adopt(self, resume: dict | None) -> dict | None:
-        """train.init_from: the model section and tokenizer become the source's (see
-        llm_tiny.init_from). Returns the checkpoint to take weights from; None when resuming, since
-        the run's own checkpoint then holds the weights, and the source is not read at all."""
-        t = self.cfg.train
-        assert t.init_from is not None
-        if resume is None:
-            own = {(self.out / name).resolve() for name in RUN_FILES}
-            if Path(t.init_from).resolve() in own:  # a fresh start would delete it
-                raise UserError(
-                    f"train.init_from={t.init_from} is this run's own checkpoint: continue the run "
-                    "with train.resume=true, or start the new one in another train.out_dir"
-                )
-            src, src_path = ckpt_io.load_checkpoint(t.init_from), Path(t.init_from)
-        else:
-            src, src_path = resume, self.last_path
-        self.cfg = init_from.adopt_checkpoint(self.cfg, src, src_path, self.set_keys)
-        named = self.cfg.data.tokenizer
-        self.cfg.data.tokenizer = init_from.tokenizer_path(self.cfg, self.out)
-        if self.dist.master and (named is None or not Path(named).is_file()):
-            Path(self.cfg.data.tokenizer).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.cfg.data.tokenizer, src["tokenizer"])
-        return src if resume is None else None
 
     def _restore(self, ck: dict[str, Any]) -> None:
         """Load model, optimizer, scaler, RNG and loop state from a checkpoint."""
@@ -697,7 +673,7 @@ def run_training(
 EPILOG = """\
 examples:
   python -m llm_tiny.train configs/tiny.yaml train.max_steps=300 train.lr=3e-3 model.rope=true
-  python -m llm_tiny.train configs/finetune_tiny.yaml train.init_from=runs/pretrain/ckpt_last.pt
+  python -m llm_tiny.train configs/finetune_tiny.yaml train.init_from=runs/pretrain_tinyshakespeare/ckpt_last.pt
   torchrun --nproc_per_node=N -m llm_tiny.train ...     (data parallel)
 
 resume versus init_from:
