@@ -54,6 +54,16 @@ eval:  ## val loss, perplexity, bits per byte of CKPT (default runs/<cfg name>/c
 sample:  ## text from CKPT: make sample PROMPT="Hello" [STEPS=200 SEED=1]
 	$(PYTHON) -m llm_tiny.sample --ckpt $(CKPT) --prompt "$(PROMPT)" --steps $(STEPS) --seed $(SEED)
 
+# ---- fine-tuning: pretrain once (skipped while its checkpoint exists), then train.init_from -------
+PRETRAINED := runs/pretrain_tinyshakespeare/ckpt_last.pt
+.PHONY: finetune
+
+$(PRETRAINED):
+	$(PYTHON) -m llm_tiny.train configs/pretrain_tinyshakespeare.yaml
+
+finetune: $(PRETRAINED)  ## pretrain on tinyshakespeare (~4 min), fine-tune on data/tiny.txt (~1.5 min)
+	$(PYTHON) -m llm_tiny.train configs/finetune_tiny.yaml train.init_from=$(PRETRAINED) $(TRAIN_ARGS)
+
 # ---- experiment tools: sweep, bench, plot ------------------------------------------------------
 SWEEP_ARGS ?= configs/tiny.yaml --grid model.n_embd=64,128 train.lr=1e-3,3e-3 --steps 400
 BENCH_ARGS ?=
