@@ -1,32 +1,46 @@
-"""Corpus -> tokenizer -> cached token ids -> batches.
+"""Corpus -> tokenizer -> cached token ids, streamed: what `prepare` and `train` build.
 
-The split is by text: the last `val_frac` of the corpus's bytes (moved forward to a character boundary) is
-the validation text, the rest trains, and the tokenizer is trained on the training text only. Each part is
-encoded once and cached as a flat numpy file of ids (uint16 when the vocabulary fits) named by a hash of
-the corpus bytes, the split and the tokenizer, so a second run starts at once. Batches slice a memmap
-opened per call: only the rows a batch reads are touched, so resident memory does not creep up.
+`prepare` scans the corpus (`llm_tiny.corpus`), trains the tokenizer on the training split if there
+is none yet (chunks counted in worker processes, from at most `data.tokenizer_max_bytes` of text
+spread evenly over the split), and encodes each split into a token cache (`llm_tiny.tokens`),
+piece by piece in the same workers. Caches and default tokenizers are named by a hash of the
+corpus, the split and the tokenizer, so a second run starts at once. A corpus of many documents
+gets an `<|endoftext|>` token, one before each document, in both splits.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import resource
+import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from llm_tiny.config import DataCfg
+from llm_tiny.corpus import Scan, documents, scan
 from llm_tiny.errors import UserError, one_line
-from llm_tiny.files import atomic_write_bytes, atomic_write_text
+from llm_tiny.tokens import (  # noqa: F401  (the batch helpers, re-exported for train and eval)
+    TokenFile,
+    build_cache,
+    fixed_offsets,
+    get_batch,
+    open_cache,
+    token_dtype,
+    windows,
+)
 from tok.bpe import PATTERNS, Tokenizer, TokenizerError
+from tok.parallel import default_workers
+from tok.patterns import CUTTABLE, cut_pieces
+from tok.stream import PIECE_CHARS
 
-CACHE_VERSION = "1"
+EOT = "<|endoftext|>"
 # a model needs an embedding row per id: a hostile tokenizer file with one special id near 2**31
 # would ask for hundreds of GB; real vocabularies stay far below this
 MAX_VOCAB = 1 << 20
@@ -37,120 +51,15 @@ def pattern_regex(name: str) -> str:
     return PATTERNS.get(name.lower(), name)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (memory stays flat for big corpora)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def check_corpus_file(path: str | os.PathLike[str]) -> Path:
-    """The corpus path, if it names a non-empty file (else a UserError saying what is wrong)."""
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"corpus {p} not found (set data.path=FILE)")
-    if not p.is_file():
-        raise UserError(f"corpus {p} is not a file")
-    if p.stat().st_size == 0:
-        raise UserError(f"corpus {p} is empty")
-    return p
-
-
-def read_corpus(path: str | os.PathLike[str]) -> bytes:
-    """The corpus bytes, checked to be non-empty, strictly valid UTF-8."""
-    p = check_corpus_file(path)
-    data = p.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(
-            f"corpus {p} is not valid UTF-8: byte 0x{data[e.start]:02x} at offset {e.start} "
-            f"({e.reason})"
-        ) from None
-    return data
-
-
-def split_text(data: bytes, val_frac: float) -> tuple[str, str]:
-    """(train text, validation text): the last val_frac of the bytes, cut at a character boundary."""
-    cut = min(len(data), round(len(data) * (1.0 - val_frac)))
-    while cut < len(data) and (data[cut] & 0xC0) == 0x80:  # a UTF-8 continuation byte
-        cut += 1
-    return data[:cut].decode("utf-8"), data[cut:].decode("utf-8")
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits in it, else uint32."""
-    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
-
-
-@dataclass(frozen=True)
-class TokenFile:
-    """A cached run of token ids on disk."""
-
-    path: Path
-    dtype: np.dtype
-    n: int
-
-    def array(self) -> np.memmap:
-        """A fresh read-only memmap of the ids (cheap; drop it after use)."""
-        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.n,))
-
-
-def encode_cached(
-    get_text: Callable[[], str], key: str, tok: Tokenizer, cache_dir: str | os.PathLike[str]
-) -> TokenFile:
-    """The ids of get_text() under tok, from `<cache_dir>/<key>.bin` or encoded once and cached there."""
-    folder = Path(cache_dir)
-    path, meta_path = folder / f"{key}.bin", folder / f"{key}.json"
-    dtype, fp = token_dtype(tok.vocab_size), tok.fingerprint()
-    if path.is_file() and meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            n = int(meta["n_tokens"])
-            ok = meta.get("tokenizer") == fp and meta.get("dtype") == dtype.name
-            ok = ok and n > 0 and path.stat().st_size == n * dtype.itemsize
-        except (OSError, ValueError, KeyError, TypeError):
-            ok, meta = False, {}
-        other = meta.get("tokenizer") if isinstance(meta, dict) else None
-        if isinstance(other, str) and other != fp:
-            # the file name is keyed by fp, so a different one means a copied or renamed cache
-            raise UserError(
-                f"token cache {path} was encoded with tokenizer {other[:12]}, but this run's "
-                f"tokenizer is {fp[:12]}; delete {path} and {meta_path}"
-            )
-        if ok:
-            tf = TokenFile(path, dtype, n)
-            top = int(tf.array().max())
-            if top >= tok.vocab_size:
-                raise UserError(
-                    f"token cache {path} holds id {top}, outside the tokenizer's vocabulary "
-                    f"of {tok.vocab_size} (tokenizer {fp[:12]}); delete the cache file"
-                )
-            return tf
-    ids = np.asarray(tok.encode(get_text()), dtype=dtype)
-    if ids.size == 0:
-        raise UserError("nothing to encode: the text is empty")
-    atomic_write_bytes(path, ids.tobytes())
-    meta = {
-        "n_tokens": int(ids.size),
-        "dtype": dtype.name,
-        "tokenizer": fp,
-        "version": CACHE_VERSION,
-    }
-    atomic_write_text(meta_path, json.dumps(meta) + "\n")
-    return TokenFile(path, dtype, int(ids.size))
-
-
 def token_byte_lengths(tok: Tokenizer) -> np.ndarray:
-    """UTF-8 byte length of every token id: the bytes a correctly predicted token stands for."""
+    """UTF-8 byte length of every token id: the bytes a correctly predicted token stands for.
+    The end-of-text separator stands for no text: 0 bytes."""
     out = np.zeros(tok.vocab_size, dtype=np.int64)
     for i, b in tok.vocab.items():
         if 0 <= i < out.size:
             out[i] = len(b)
     for s, i in tok.special_tokens.items():
-        if 0 <= i < out.size and out[i] == 0:
+        if 0 <= i < out.size and out[i] == 0 and s != EOT:
             out[i] = len(s.encode("utf-8"))
     return out
 
@@ -164,6 +73,7 @@ class Corpus:
     train: TokenFile
     val: TokenFile
     token_bytes: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def check_length(self, block_size: int, what: str = "corpus") -> None:
         """UserError unless both splits hold at least one block_size + 1 window."""
@@ -175,6 +85,30 @@ class Corpus:
                     "or lower model.block_size)"
                 )
 
+    def summary(self) -> str:
+        """Documents, bytes and tokens of each split, and what building them cost."""
+        st, lines = self.stats, []
+        for split, tf in (("train", self.train), ("val", self.val)):
+            docs, size = st["splits"][split]
+            ratio = f"{size / tf.n:.2f}" if tf.n else "n/a"
+            lines.append(
+                f"{split}: {docs:,} document(s), {size / 1e6:,.1f} MB, {tf.n:,} tokens "
+                f"({ratio} bytes/token)"
+            )
+        lines.append(
+            f"tokenizer {st['tokenizer_s']:.1f} s, encoding {st['encode_s']:.1f} s, "
+            f"peak memory {peak_rss_mb():,.0f} MB (this process + its largest worker)"
+        )
+        return "\n".join(lines)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process plus that of its largest finished child, in MB."""
+    me, kids = (
+        resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return (me + kids) / 1024  # Linux reports KB
+
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     """Tokenizer.load with its errors as a one-line UserError naming the file."""
@@ -184,10 +118,77 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         raise UserError(f"tokenizer {path}: {one_line(e)}") from None
 
 
-def default_tokenizer_path(dcfg: DataCfg, corpus_sha: str) -> Path:
-    """Where the tokenizer for this corpus, split, vocab size and pattern lives when none is named."""
-    h = hashlib.sha256(f"{corpus_sha}|{dcfg.val_frac!r}|{dcfg.pattern}".encode()).hexdigest()
-    return Path(dcfg.cache_dir) / f"tok-{Path(dcfg.path).stem}-v{dcfg.vocab_size}-{h[:12]}.json"
+def default_tokenizer_path(dcfg: DataCfg, sc: Scan) -> Path:
+    """Where the tokenizer for this corpus, split, vocab size, pattern and cap lives when none is named."""
+    key = f"{sc.fingerprint}|{dcfg.val_frac!r}|{dcfg.pattern}|{dcfg.tokenizer_max_bytes}"
+    h = hashlib.sha256(key.encode()).hexdigest()
+    stem = Path(dcfg.path.rstrip("/*")).stem or "corpus"
+    return Path(dcfg.cache_dir) / f"tok-{stem}-v{dcfg.vocab_size}-{h[:12]}.json"
+
+
+def _bar(progress: bool, total: int, desc: str) -> AbstractContextManager[Any]:
+    if not progress:
+        return nullcontext(None)
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False, mininterval=1.0)
+
+
+def _tap(bar: Any) -> Callable[[bytes], object] | None:
+    return None if bar is None else (lambda data: bar.update(len(data)))
+
+
+def _pieces(sc: Scan, split: str, cuttable: bool, tap: Any) -> Iterator[tuple[bool, str]]:
+    """(starts a document, text) for every piece of a split, in corpus order."""
+    for doc in documents(sc, split, tap):
+        for k, piece in enumerate(cut_pieces(doc, PIECE_CHARS, cuttable)):
+            yield k == 0, piece
+
+
+def _spread(pieces: Iterator[tuple[bool, str]], total: int, cap: int | None) -> Iterator[str]:
+    """The pieces' texts, or, past `cap` bytes of `total`, an even spread of about `cap` bytes."""
+    seen = taken = 0
+    for _, text in pieces:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        seen += size
+        if cap is None or total <= cap or taken < cap * seen / total:
+            taken += size
+            yield text
+
+
+def train_tokenizer(
+    sc: Scan, dcfg: DataCfg, workers: int, progress: bool, log: Callable[[str], None]
+) -> Tokenizer:
+    """Learn the tokenizer from the training split (at most data.tokenizer_max_bytes of it)."""
+    pattern = pattern_regex(dcfg.pattern)
+    specials = [] if sc.single else [EOT]
+    train_bytes = sc.split_sizes()["train"][1]
+    cap = dcfg.tokenizer_max_bytes
+    size = min(train_bytes, cap) if cap else train_bytes
+    log(
+        f"training a {dcfg.vocab_size}-token tokenizer on {size / 1e6:,.1f} MB"
+        + (
+            f" spread over the {train_bytes / 1e6:,.1f} MB training split"
+            if size < train_bytes
+            else ""
+        )
+        + f" ({workers} worker(s)) ..."
+    )
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            _bar(progress, train_bytes, "count") as bar,
+        ):
+            warnings.simplefilter("always")
+            texts = _spread(_pieces(sc, "train", pattern in CUTTABLE, _tap(bar)), train_bytes, cap)
+            tok = Tokenizer.train_pieces(
+                texts, dcfg.vocab_size, pattern, specials, progress, workers
+            )
+    except (TokenizerError, ValueError) as e:
+        raise UserError(f"cannot train the tokenizer: {one_line(e)}") from None
+    for w in caught:
+        log(f"note: {one_line(w.message)}")
+    return tok
 
 
 def prepare(
@@ -198,19 +199,13 @@ def prepare(
 ) -> Corpus:
     """Tokenizer and cached token ids for dcfg's corpus; trains/encodes only what isn't cached yet.
 
-    With `tokenizer` given (a resumed run's), it is used, and a tokenizer file named by the config must
-    be the same tokenizer.
+    With `tokenizer` given (a resumed or fine-tuning run's), it is used, and a tokenizer file named by
+    the config must be the same tokenizer.
     """
-    path = check_corpus_file(dcfg.path)
-    corpus_sha = file_sha256(path)
-    texts: list[tuple[str, str]] = []
-
-    def parts() -> tuple[str, str]:
-        if not texts:  # read, check and split the corpus only if something must be built
-            texts.append(split_text(read_corpus(path), dcfg.val_frac))
-        return texts[0]
-
-    tok_path = Path(dcfg.tokenizer) if dcfg.tokenizer else default_tokenizer_path(dcfg, corpus_sha)
+    workers = dcfg.workers or default_workers()
+    sc = scan(dcfg.path, dcfg.text_field, dcfg.val_frac, dcfg.on_bad_file, log)
+    t0 = time.perf_counter()
+    tok_path = Path(dcfg.tokenizer) if dcfg.tokenizer else default_tokenizer_path(dcfg, sc)
     if tokenizer is None:
         if tok_path.is_file():
             tokenizer = load_tokenizer(tok_path)
@@ -219,10 +214,7 @@ def prepare(
                     f"note: {tok_path} has {tokenizer.vocab_size} tokens (data.vocab_size is ignored)"
                 )
         else:
-            train_text = parts()[0]
-            log(f"training a {dcfg.vocab_size}-token tokenizer on {len(train_text):,} chars ...")
-            pattern = pattern_regex(dcfg.pattern)
-            tokenizer = train_tokenizer(train_text, dcfg.vocab_size, pattern, progress, log)
+            tokenizer = train_tokenizer(sc, dcfg, workers, progress, log)
             tok_path.parent.mkdir(parents=True, exist_ok=True)
             tokenizer.save(tok_path)
             log(f"saved tokenizer {tok_path}")
@@ -239,77 +231,58 @@ def prepare(
             f"tokenizer {tok_path} has ids up to {tokenizer.vocab_size - 1}; a model here takes at "
             f"most {MAX_VOCAB} ids (vocab_size), one embedding row each"
         )
-    fp = tokenizer.fingerprint()
-    keys = [
-        hashlib.sha256(f"{CACHE_VERSION}|{corpus_sha}|{dcfg.val_frac!r}|{s}|{fp}".encode())
+    t1 = time.perf_counter()
+    splits = {
+        s: encode_split(sc, s, tokenizer, dcfg.cache_dir, workers, progress, log)
         for s in ("train", "val")
-    ]
-    train = encode_cached(lambda: parts()[0], keys[0].hexdigest()[:24], tokenizer, dcfg.cache_dir)
-    val = encode_cached(lambda: parts()[1], keys[1].hexdigest()[:24], tokenizer, dcfg.cache_dir)
-    return Corpus(tokenizer, tok_path, train, val, token_byte_lengths(tokenizer))
+    }
+    stats = {
+        "splits": sc.split_sizes(),
+        "tokenizer_s": t1 - t0,
+        "encode_s": time.perf_counter() - t1,
+    }
+    corpus = Corpus(
+        tokenizer, tok_path, splits["train"], splits["val"], token_byte_lengths(tokenizer), stats
+    )
+    return corpus
 
 
-def train_tokenizer(
-    text: str,
-    vocab_size: int,
-    pattern: str,
+def encode_split(
+    sc: Scan,
+    split: str,
+    tok: Tokenizer,
+    cache_dir: str,
+    workers: int = 1,
     progress: bool = False,
     log: Callable[[str], None] = print,
-) -> Tokenizer:
-    """Tokenizer.train (with a progress bar if asked) with its errors as a UserError and its
-    warnings as one-line notes (Python's own warning display adds a source line)."""
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            tok = Tokenizer.train(text, vocab_size, pattern=pattern, progress=progress)
-    except (TokenizerError, ValueError) as e:
-        raise UserError(f"cannot train the tokenizer: {one_line(e)}") from None
-    for w in caught:
-        log(f"note: {one_line(w.message)}")
-    return tok
+) -> TokenFile:
+    """The cached ids of one split ("train", "val" or "all") under tok, encoded if not cached yet."""
+    sep = None if sc.single else tok.special_tokens.get(EOT)
+    if not sc.single and sep is None:
+        log(
+            f"note: the tokenizer has no {EOT} token: {split} documents are joined with no separator"
+        )
+    frac = repr(sc.val_frac) if split != "all" else "-"
+    key = f"{sc.fingerprint}|{frac}|{split}|{tok.fingerprint()}|{sep}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:24]
+    tf = open_cache(cache_dir, key, tok)
+    if tf is not None:
+        return tf
+    total = sc.n_bytes if split == "all" else sc.split_sizes()[split][1]
+    with _bar(progress, total, f"encode {split}") as bar:
+        items = _pieces(sc, split, tok.pattern in CUTTABLE, _tap(bar))
+        return build_cache(cache_dir, key, tok, items, workers, sep, log)
 
 
 def encode_file(
-    path: str | os.PathLike[str], tok: Tokenizer, split: str, val_frac: float, cache_dir: str
+    path: str | os.PathLike[str],
+    tok: Tokenizer,
+    split: str,
+    val_frac: float,
+    cache_dir: str,
+    text_field: str = "text",
+    workers: int | None = None,
 ) -> TokenFile:
-    """Cached ids of a file's validation split ("val") or of the whole file ("all"), under tok."""
-    p = check_corpus_file(path)
-    sha = file_sha256(p)
-
-    def text() -> str:
-        data = read_corpus(p)
-        return split_text(data, val_frac)[1] if split == "val" else data.decode("utf-8")
-
-    frac = repr(val_frac) if split == "val" else "-"
-    key = f"{CACHE_VERSION}|{sha}|{frac}|{split}|{tok.fingerprint()}"
-    return encode_cached(text, hashlib.sha256(key.encode()).hexdigest()[:24], tok, cache_dir)
-
-
-def windows(tf: TokenFile, offsets: np.ndarray, block_size: int) -> tuple[Tensor, Tensor]:
-    """Inputs x and targets y (len(offsets), block_size): y is x shifted left by one token."""
-    idx = offsets.astype(np.int64)[:, None] + np.arange(block_size + 1)
-    chunk = torch.from_numpy(tf.array()[idx].astype(np.int64))
-    return chunk[:, :-1], chunk[:, 1:]
-
-
-def get_batch(
-    tf: TokenFile,
-    batch_size: int,
-    block_size: int,
-    generator: torch.Generator,
-    rank: int = 0,
-    world_size: int = 1,
-) -> tuple[Tensor, Tensor]:
-    """This rank's share of one global batch of random windows.
-
-    Every rank draws the same batch_size offsets from its (identically seeded) generator and keeps rows
-    rank*B/W .. (rank+1)*B/W, so the global batch is the same whatever the number of processes.
-    """
-    offsets = torch.randint(tf.n - block_size, (batch_size,), generator=generator)
-    per = batch_size // world_size
-    return windows(tf, offsets[rank * per : (rank + 1) * per].numpy(), block_size)
-
-
-def fixed_offsets(tf: TokenFile, block_size: int, count: int) -> np.ndarray:
-    """`count` window offsets spread evenly over tf: the same validation subset at every evaluation."""
-    return np.linspace(0, tf.n - block_size - 1, count).round().astype(np.int64)
+    """Cached ids of a corpus's validation split ("val") or of all of it ("all"), under tok."""
+    sc = scan(str(path), text_field, val_frac, "error", print)
+    return encode_split(sc, split, tok, cache_dir, workers or default_workers())

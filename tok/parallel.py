@@ -4,8 +4,11 @@ Counting chunks and encoding text both cut a corpus into independent pieces; `or
 them to worker processes and gives the results back in input order, so what is built from them
 (a table of chunk counts, a token cache) is the same whatever the number of workers. At most
 `window` pieces are in flight at once, so memory follows the piece size, never the corpus size.
-Workers start with `spawn` (a fresh interpreter, not a fork of a parent that may hold torch's
-threads and locks); with one worker everything runs in this process.
+Workers are forked where the system can fork: they start at once, share the parent's memory
+until they write to it, and need no importable `__main__` (spawn would re-import the caller's
+main module, torch and all, in every worker, and cannot from stdin or a notebook). They run pure
+Python (regex, dicts, strs), never torch, so a parent holding torch's threads is safe to fork.
+With one worker everything runs in this process.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def ordered_map(
         yield from map(fn, items)
         return
     window = window or 2 * workers
-    ctx = multiprocessing.get_context("spawn")
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
         pending: deque[Any] = deque()
         for item in items:

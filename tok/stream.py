@@ -49,15 +49,15 @@ def read_blocks(
     start: int = 0,
     stop: int | None = None,
     block: int = BLOCK_BYTES,
-    on_bytes: Callable[[int], object] | None = None,
+    tap: Callable[[bytes], object] | None = None,
 ) -> Iterator[str]:
     """The text of bytes [start, stop) of an open binary file, decoded strictly, in blocks.
 
     `start` must be a character boundary (as `split_offset` gives). Bad UTF-8 raises BadText
-    naming `name` and the offset of the first bad byte in the file. `on_bytes(n)` hears of
-    every n bytes read (a progress bar).
+    naming `name` and the offset of the first bad byte in the file. `tap(data)` sees every
+    run of bytes as it is read (for a checksum or a progress bar).
     """
-    if start:
+    if start or f.tell():
         f.seek(start)
     at, carry = start, b""  # at: the file offset of carry's first byte
     while stop is None or at + len(carry) < stop:
@@ -65,8 +65,8 @@ def read_blocks(
         data = f.read(want)
         if not data:
             break
-        if on_bytes is not None:
-            on_bytes(len(data))
+        if tap is not None:
+            tap(data)
         data = carry + data
         cut = _char_start(data)
         text, carry = data[:cut], data[cut:]
