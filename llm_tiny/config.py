@@ -29,6 +29,7 @@ SECTIONS = ("model", "data", "train")
 _NONE_WORDS = {"none", "null", "~", ""}
 _TRUE_WORDS = {"true", "1", "yes", "on"}
 _FALSE_WORDS = {"false", "0", "no", "off"}
+DEFAULT_TOKENIZER_BYTES = 500_000_000  # keeps preparing a corpus of any size within about 2 GB
 
 
 def _f(default: Any, check: Callable[[Any], bool] | None = None, why: str = "", choices=()) -> Any:
@@ -76,6 +77,15 @@ class DataCfg:
     pattern: str = "gpt4"  # pre-split regex: "gpt4", "gpt2", "none" or a regex of your own
     val_frac: float = _f(0.1, lambda v: 0 < v < 1, "in (0, 1)")
     cache_dir: str = "runs/cache"  # token caches (.bin) and default tokenizers
+    # the record field that holds a JSON Lines document's text
+    text_field: str = _f("text", lambda v: bool(v), "a non-empty field name")
+    # processes that count chunks and encode text; none: every core this process may use
+    workers: int | None = _f(None, _opt_pos, ">= 1 or none")
+    # the tokenizer learns from at most this many bytes of the training split, spread evenly over
+    # it (none: all of it); memory for training follows the distinct chunks in what it reads
+    tokenizer_max_bytes: int | None = _f(DEFAULT_TOKENIZER_BYTES, _opt_pos, ">= 1 or none")
+    # a file that is not UTF-8 (or a JSONL file with a broken line): error, or skip it and say so
+    on_bad_file: str = _f("error", choices=("error", "skip"))
 
 
 @dataclass

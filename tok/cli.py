@@ -129,7 +129,7 @@ def _write_stdout(text: str) -> None:
 
 
 @contextlib.contextmanager
-def _bar(total: int, quiet: bool, desc: str) -> Iterator[Callable[[int], object] | None]:
+def _bar(total: int, quiet: bool, desc: str) -> Iterator[Callable[[bytes], object] | None]:
     """A progress bar over `total` bytes on stderr (None when quiet or stderr is no terminal)."""
     if quiet or not sys.stderr.isatty():
         yield None
@@ -137,15 +137,13 @@ def _bar(total: int, quiet: bool, desc: str) -> Iterator[Callable[[int], object]
     from tqdm import tqdm
 
     with tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False) as bar:
-        yield bar.update
+        yield lambda data: bar.update(len(data))
 
 
-def _pieces(path: str, pattern: str, on_bytes: Callable[[int], object] | None) -> Iterator[str]:
+def _pieces(path: str, pattern: str, tap: Callable[[bytes], object] | None) -> Iterator[str]:
     """The file's text in pieces cut where `pattern` allows (see tok.patterns.cut_pieces)."""
     with open(path, "rb") as f:
-        yield from cut_pieces(
-            read_blocks(f, path, on_bytes=on_bytes), PIECE_CHARS, pattern in CUTTABLE
-        )
+        yield from cut_pieces(read_blocks(f, path, tap=tap), PIECE_CHARS, pattern in CUTTABLE)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
