@@ -43,7 +43,8 @@ CKPT ?= $(RUN)/ckpt_best.pt
 PROMPT ?=
 STEPS ?= 200
 SEED ?= 1
-.PHONY: train eval sample
+OUT ?= $(RUN)/hf
+.PHONY: train eval sample export
 
 train:  ## train CFG (default configs/tiny.yaml) -> runs/<cfg name>/; TRAIN_ARGS="train.lr=1e-3 ..."
 	$(PYTHON) -m llm_tiny.train $(CFG) $(TRAIN_ARGS)
@@ -53,6 +54,9 @@ eval:  ## val loss, perplexity, bits per byte of CKPT (default runs/<cfg name>/c
 
 sample:  ## text from CKPT: make sample PROMPT="Hello" [STEPS=200 SEED=1]
 	$(PYTHON) -m llm_tiny.sample --ckpt $(CKPT) --prompt "$(PROMPT)" --steps $(STEPS) --seed $(SEED)
+
+export:  ## a Hugging Face transformers folder from CKPT -> OUT (default runs/<cfg name>/hf)
+	$(PYTHON) -m llm_tiny.export --ckpt $(CKPT) --out $(OUT)
 
 # ---- fine-tuning: pretrain once (skipped while its checkpoint exists), then train.init_from -------
 PRETRAINED := runs/pretrain_tinyshakespeare/ckpt_last.pt

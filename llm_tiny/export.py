@@ -45,6 +45,7 @@ NEOX_NAMES = {"ln1": "input_layernorm", "ln2": "post_attention_layernorm"}
 NEOX_NAMES |= {"attn.qkv": "attention.query_key_value", "attn.proj": "attention.dense"}
 NEOX_NAMES |= {"mlp.fc": "mlp.dense_h_to_4h", "mlp.proj": "mlp.dense_4h_to_h"}
 FINAL_NORM = {False: "ln_f", True: "final_layer_norm"}
+ROTARY = {"rope_type": "default", "rope_theta": ROPE_BASE, "partial_rotary_factor": 1.0}
 
 
 def byte_chars() -> list[str]:
@@ -79,48 +80,35 @@ def tokenizer_json(tok: Tokenizer) -> dict[str, Any]:
             raise UserError(f"special token {text!r} has the same text as token {vocab[text]}")
         vocab[text] = i
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False}
+    byte_level["use_regex"] = False  # bytes -> characters only: the Split before it pre-splits
     split = {"type": "Split", "pattern": {"Regex": tok.pattern}, "behavior": "Isolated"}
     pre: list[dict[str, Any]] = [split | {"invert": False}] if tok.pattern else []
+    added = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False}
     return {
         "version": "1.0",
-        "truncation": None,
-        "padding": None,
+        **dict.fromkeys(("truncation", "padding", "normalizer", "post_processor")),
         "added_tokens": [
-            {"id": i, "content": text, "single_word": False, "lstrip": False, "rstrip": False}
-            | {"normalized": False, "special": True}
+            {"id": i, "content": text, **added, "special": True}
             for text, i in sorted(tok.special_tokens.items(), key=lambda item: item[1])
         ],
-        "normalizer": None,
-        "pre_tokenizer": {
-            "type": "Sequence",
-            "pretokenizers": [*pre, byte_level | {"use_regex": False}],
-        },
-        "post_processor": None,
-        "decoder": byte_level | {"use_regex": False},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [*pre, byte_level]},
+        "decoder": byte_level,
         "model": {
             "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
+            **dict.fromkeys(("dropout", "unk_token", "continuing_subword_prefix")),
             "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "ignore_merges": False,
+            **dict.fromkeys(("fuse_unk", "byte_fallback", "ignore_merges"), False),
             "vocab": vocab,
             "merges": [[names[a], names[b]] for a, b in tok.merges],
         },
     }
 
 
-def tokenizer_config(tok: Tokenizer) -> dict[str, Any]:
+def tokenizer_config(tok: Tokenizer, block_size: int) -> dict[str, Any]:
     """tokenizer_config.json: a plain fast tokenizer, nothing added around the ids, spaces kept."""
-    cfg: dict[str, Any] = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "clean_up_tokenization_spaces": False,
-        "add_bos_token": False,
-        "add_eos_token": False,
-        "model_max_length": None,
-    }
+    cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    cfg |= {"clean_up_tokenization_spaces": False, "model_max_length": block_size}
+    cfg |= {"add_bos_token": False, "add_eos_token": False}
     if EOT in tok.special_tokens:
         cfg |= dict.fromkeys(SPECIAL_KEYS, EOT)
     return cfg
@@ -141,50 +129,27 @@ def hf_model(model: TinyGPT, eos: int | None) -> Any:
     """The transformers model (GPT-2 or GPT-NeoX) that computes exactly what `model` does."""
     tf, cfg = _transformers(), model.cfg
     C, H, L = cfg.n_embd, cfg.n_head, cfg.n_layer
-    shared = dict(vocab_size=cfg.vocab_size, bos_token_id=eos, eos_token_id=eos, pad_token_id=None)
+    shared: dict[str, Any] = dict(
+        vocab_size=cfg.vocab_size, bos_token_id=eos, eos_token_id=eos, pad_token_id=None
+    )
     shared |= dict(tie_word_embeddings=cfg.tie_weights, use_cache=True)
     attn_p = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
     act = "relu2" if cfg.activation == "relu2" else "gelu"  # "gelu" is torch's exact (erf) GELU
-    if cfg.rope:
-        hf = tf.GPTNeoXForCausalLM(
-            tf.GPTNeoXConfig(
-                hidden_size=C,
-                num_hidden_layers=L,
-                num_attention_heads=H,
-                intermediate_size=4 * C,
-                hidden_act=act,
-                attention_dropout=attn_p,
-                hidden_dropout=cfg.dropout,
-                max_position_embeddings=cfg.block_size,
-                layer_norm_eps=1e-5,  # torch's LayerNorm default, which ours uses
-                use_parallel_residual=False,
-                attention_bias=cfg.bias,
-                rope_parameters={
-                    "rope_type": "default",
-                    "rope_theta": ROPE_BASE,
-                    "partial_rotary_factor": 1.0,
-                },
-                **shared,
-            )
+    kw: dict[str, Any]
+    if cfg.rope:  # eps: torch's LayerNorm default, as ours; rotary on all of each head
+        kw = dict(
+            hidden_size=C, num_hidden_layers=L, num_attention_heads=H, intermediate_size=4 * C
         )
+        kw |= dict(hidden_act=act, attention_dropout=attn_p, hidden_dropout=cfg.dropout)
+        kw |= dict(max_position_embeddings=cfg.block_size, layer_norm_eps=1e-5)
+        kw |= dict(use_parallel_residual=False, attention_bias=cfg.bias)
+        hf = tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(rope_parameters=dict(ROTARY), **kw, **shared))
         base, blocks, names = hf.gpt_neox, hf.gpt_neox.layers, NEOX_NAMES
     else:
-        hf = tf.GPT2LMHeadModel(
-            tf.GPT2Config(
-                n_embd=C,
-                n_layer=L,
-                n_head=H,
-                n_inner=4 * C,
-                n_positions=cfg.block_size,
-                activation_function=act,
-                resid_pdrop=cfg.dropout,
-                embd_pdrop=cfg.dropout,
-                attn_pdrop=attn_p,
-                layer_norm_epsilon=1e-5,
-                scale_attn_weights=True,
-                **shared,
-            )
-        )
+        kw = dict(n_embd=C, n_layer=L, n_head=H, n_inner=4 * C, n_positions=cfg.block_size)
+        kw |= dict(activation_function=act, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout)
+        kw |= dict(attn_pdrop=attn_p, layer_norm_epsilon=1e-5, scale_attn_weights=True)
+        hf = tf.GPT2LMHeadModel(tf.GPT2Config(**kw, **shared))
         base, blocks, names = hf.transformer, hf.transformer.h, GPT2_NAMES
         base.wpe.weight.data.copy_(model.pos_emb.weight)  # type: ignore[union-attr]
     hf.eval()
@@ -330,7 +295,7 @@ def export(ckpt_path: Path, out: Path, cmd: str) -> dict[str, Any]:
         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, max_length=cfg.block_size
     )
     arch, n_params = type(hf).__name__, sum(p.numel() for p in hf.parameters())
-    tok_cfg = tokenizer_config(tok)
+    tok_cfg = tokenizer_config(tok, cfg.block_size)
     texts = {
         "tokenizer.json": json.dumps(tok_json, ensure_ascii=False, indent=1),
         "tokenizer_config.json": json.dumps(tok_cfg, indent=2),
@@ -343,6 +308,10 @@ def export(ckpt_path: Path, out: Path, cmd: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         folder = Path(tmp)
         hf.save_pretrained(folder)
+        if cfg.rope:  # the older names too: transformers 5.0 reads these, not rope_parameters
+            conf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            conf |= {"rope_parameters": ROTARY, "rotary_pct": 1.0, "rotary_emb_base": ROPE_BASE}
+            texts["config.json"] = json.dumps(conf, indent=2, sort_keys=True)
         for name, text in texts.items():
             (folder / name).write_text(text + "\n", encoding="utf-8")
         check_folder(folder, model, tok, tok_json["model"]["vocab"])
