@@ -8,18 +8,21 @@ the offset, a bad JSON line with its line number), counts documents and bytes, a
 the corpus. Nothing here holds more than a block or one record in memory.
 
 The split. One document (a single text file): its last `val_frac` of bytes, cut at a character
-boundary, is the validation text, as it always was. Many documents: whole documents go to
-validation, each by a hash of its name (`path` for a file, `path:line` for a record), so the
-choice is the same on every machine and run and a document is never cut in two; if the hash
-leaves a split empty, the document with the lowest (highest) hash moves over.
+boundary, is the validation text, as it always was. Many documents: whole documents, never cut
+in two, taken in the order of a hash of their names (`path` for a file, `path:line` for a
+record) until validation holds as close to `val_frac` of the bytes as whole documents allow, at
+least one document and never all. Names are relative to the corpus root, so the choice is the
+same on every machine and run.
 """
 
 from __future__ import annotations
 
+import bisect
 import glob
 import gzip
 import hashlib
 import json
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,41 +108,54 @@ class Scan:
     n_bytes: int = 0
     val_docs: int = 0
     val_bytes: int = 0
-    lowest: tuple[float, str, int] = (2.0, "", 0)  # (hash, name, bytes) of the lowest document
-    highest: tuple[float, str, int] = (-1.0, "", 0)
     fingerprint: str = ""
-    single_size: int = 0  # one text document: its byte length, for the byte split
+    val_hashes: array = field(default_factory=lambda: array("d"), repr=False)  # sorted
+    hashes: array = field(default_factory=lambda: array("d"), repr=False)  # while scanning
+    sizes: array = field(default_factory=lambda: array("q"), repr=False)
 
     @property
     def single(self) -> bool:
         """One document: split by bytes, no end-of-text separators."""
         return self.n_docs == 1
 
-    def moved(self) -> str | None:
-        """The document that changes split because the hash left one split empty."""
-        if self.single:
-            return None
-        if self.val_docs == 0:
-            return self.lowest[1]
-        if self.val_docs == self.n_docs:
-            return self.highest[1]
-        return None
-
     def is_val(self, name: str) -> bool:
         """Whether the document `name` belongs to the validation split (many documents)."""
-        return (doc_hash(name) < self.val_frac) != (name == self.moved())
+        u = doc_hash(name)
+        i = bisect.bisect_left(self.val_hashes, u)
+        return i < len(self.val_hashes) and self.val_hashes[i] == u
+
+    def choose_val(self) -> None:
+        """Pick the validation documents: in hash order, each one that brings validation closer
+        to val_frac of the bytes; at least one (the smallest, if each alone overshoots twice
+        over), never all."""
+        order = sorted(range(self.n_docs), key=self.hashes.__getitem__)
+        target, total, chosen = self.val_frac * self.n_bytes, 0, []
+        for i in order:
+            if abs(total + self.sizes[i] - target) < abs(total - target):
+                chosen.append(i)
+                total += self.sizes[i]
+        if not chosen:
+            chosen = [min(order, key=self.sizes.__getitem__)]
+        if len(chosen) == self.n_docs:
+            chosen.pop()
+        self.val_docs, self.val_bytes = len(chosen), sum(self.sizes[i] for i in chosen)
+        self.val_hashes = array("d", sorted(self.hashes[i] for i in chosen))
+        self.hashes, self.sizes = array("d"), array("q")
+
+    @property
+    def split_key(self) -> str:
+        """What decides the split, for naming the caches built from it."""
+        if self.single:
+            return f"bytes|{self.val_frac!r}"
+        return hashlib.sha256(self.val_hashes.tobytes()).hexdigest()
 
     def split_sizes(self) -> dict[str, tuple[int, int]]:
         """split -> (documents, bytes); one document counts in both splits."""
         if self.single:
             cut = min(self.n_bytes, round(self.n_bytes * (1.0 - self.val_frac)))
             return {"train": (1, cut), "val": (1, self.n_bytes - cut)}
-        docs, size = self.val_docs, self.val_bytes
-        if self.val_docs == 0:
-            docs, size = 1, self.lowest[2]
-        elif self.val_docs == self.n_docs:
-            docs, size = self.n_docs - 1, self.val_bytes - self.highest[2]
-        return {"train": (self.n_docs - docs, self.n_bytes - size), "val": (docs, size)}
+        train = (self.n_docs - self.val_docs, self.n_bytes - self.val_bytes)
+        return {"train": train, "val": (self.val_docs, self.val_bytes)}
 
 
 def _records(f: BinaryIO, name: str, text_field: str) -> Iterator[tuple[int, str, bytes]]:
@@ -209,8 +225,8 @@ def scan(
             raise UserError(f"corpus {spec} is empty")
         raise UserError(f"corpus {spec} holds no text (every file is empty or was skipped)")
     out.fingerprint = h.hexdigest()
-    if out.single:
-        out.single_size = out.n_bytes
+    if not out.single:
+        out.choose_val()
     return out
 
 
@@ -243,14 +259,10 @@ def _scan_file(
 
 
 def _count(out: Scan, name: str, size: int) -> None:
-    u = doc_hash(name)
     out.n_docs += 1
     out.n_bytes += size
-    if u < out.val_frac:
-        out.val_docs += 1
-        out.val_bytes += size
-    out.lowest = min(out.lowest, (u, name, size))
-    out.highest = max(out.highest, (u, name, size))
+    out.hashes.append(doc_hash(name))
+    out.sizes.append(size)
 
 
 def documents(
@@ -275,7 +287,7 @@ def documents(
         with src.open() as f:
             start, stop = 0, None
             if sc.single and split != "all":
-                cut = split_offset(f, sc.single_size, sc.val_frac)
+                cut = split_offset(f, sc.n_bytes, sc.val_frac)
                 start, stop = (0, cut) if split == "train" else (cut, None)
             yield read_blocks(f, src.name, start, stop, tap=tap)
 

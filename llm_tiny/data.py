@@ -120,7 +120,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
 
 def default_tokenizer_path(dcfg: DataCfg, sc: Scan) -> Path:
     """Where the tokenizer for this corpus, split, vocab size, pattern and cap lives when none is named."""
-    key = f"{sc.fingerprint}|{dcfg.val_frac!r}|{dcfg.pattern}|{dcfg.tokenizer_max_bytes}"
+    key = f"{sc.fingerprint}|{sc.split_key}|{dcfg.pattern}|{dcfg.tokenizer_max_bytes}"
     h = hashlib.sha256(key.encode()).hexdigest()
     stem = Path(dcfg.path.rstrip("/*")).stem or "corpus"
     return Path(dcfg.cache_dir) / f"tok-{stem}-v{dcfg.vocab_size}-{h[:12]}.json"
@@ -262,8 +262,8 @@ def encode_split(
         log(
             f"note: the tokenizer has no {EOT} token: {split} documents are joined with no separator"
         )
-    frac = repr(sc.val_frac) if split != "all" else "-"
-    key = f"{sc.fingerprint}|{frac}|{split}|{tok.fingerprint()}|{sep}"
+    how = sc.split_key if split != "all" else "-"
+    key = f"{sc.fingerprint}|{how}|{split}|{tok.fingerprint()}|{sep}"
     key = hashlib.sha256(key.encode()).hexdigest()[:24]
     tf = open_cache(cache_dir, key, tok)
     if tf is not None:

@@ -3,13 +3,16 @@
     python -m llm_tiny.sample --ckpt runs/tiny/ckpt_best.pt --prompt "Hello" --steps 100 --seed 1
 
 The same checkpoint, prompt, flags and --seed give the same text. Tokens are byte sequences: a character
-split across tokens is printed once all of its bytes have arrived.
+split across tokens is printed once all of its bytes have arrived. A model trained on many documents
+starts, with no prompt, at the start of a document (<|endoftext|>) and stops at the next one, unless
+--no-stop.
 """
 
 from __future__ import annotations
 
 import argparse
 import codecs
+import itertools
 import math
 import sys
 from collections.abc import Iterable, Iterator
@@ -17,6 +20,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from llm_tiny import checkpoint as ckpt_io
+from llm_tiny.data import EOT
 from llm_tiny.errors import ArgumentParser, UserError, cli
 from llm_tiny.train import pick_device
 from model.gpt import TinyGPT
@@ -84,8 +88,11 @@ def generate_text(a: argparse.Namespace) -> None:
     model = ckpt_io.build_model(ck, a.ckpt)
     dev = pick_device(a.device, 0)
     model.to(dev)
+    eot = tok.special_tokens.get(EOT)
     prompt_text = a.prompt or "\n"
     prompt = tok.encode(prompt_text)
+    if eot is not None and a.prompt in ("", "\n"):  # no prompt: the start of a new document
+        prompt_text, prompt = "", [eot]
     gen = torch.Generator(device=dev).manual_seed(a.seed)
     top_k = a.top_k or None
     top_p = None if a.top_p >= 1 else a.top_p
@@ -93,7 +100,10 @@ def generate_text(a: argparse.Namespace) -> None:
         if a.num_samples > 1:
             write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n")
         write(prompt_text)
-        for piece in decode_stream(tok, stream(model, prompt, a.steps, a.temp, top_k, top_p, gen)):
+        ids: Iterable[int] = stream(model, prompt, a.steps, a.temp, top_k, top_p, gen)
+        if eot is not None and not a.no_stop:  # the document ends here
+            ids = itertools.takewhile(lambda t: t != eot, ids)
+        for piece in decode_stream(tok, ids):
             write(piece)
         write("\n")
 
@@ -115,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top_p", type=float, default=0.95, help="nucleus mass in (0, 1] (1: all)")
     p.add_argument("--seed", type=int, default=1, help="same seed, same text")
     p.add_argument("--num_samples", type=int, default=1, help="samples to draw, one after another")
+    p.add_argument(
+        "--no-stop",
+        action="store_true",
+        help=f"go on past {EOT} (a corpus of many documents has one before each document); "
+        "by default a sample ends there",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
     p.add_argument(
         "--threads",
