@@ -39,7 +39,7 @@ import regex
 
 from tok.counting import count_chunks
 from tok.merges import apply_merges, ids_of, latin1, train_merges
-from tok.patterns import _ASCII_SPLITS, GPT2_PATTERN, GPT4_PATTERN, PATTERNS
+from tok.patterns import _ASCII_SPLITS, GPT2_PATTERN, GPT4_PATTERN, PATTERNS, ascii_runs
 
 __all__ = ["GPT2_PATTERN", "GPT4_PATTERN", "PATTERNS", "Tokenizer", "TokenizerError"]
 
@@ -54,6 +54,8 @@ _UNSEEN = object()  # what a cache lookup gives for a key it has not seen
 _CACHE_LIMIT = 1 << 18
 # Space-separated pieces longer than this are not cached (see `encode_ordinary`).
 _LONG_PIECE = 256
+# Texts longer than this that are not all ASCII are split run by run (see `ascii_runs`).
+_ASCII_RUNS = 16384
 
 
 class TokenizerError(ValueError):
@@ -282,8 +284,14 @@ class Tokenizer:
         """Split `text` with the pattern; TokenizerError if the pattern skips characters."""
         if self._split is None:
             return [text] if text else []
-        if self._ascii_split is not None and text.isascii():
-            return self._ascii_split(text)
+        if self._ascii_split is not None:
+            if text.isascii():
+                return self._ascii_split(text)
+            if len(text) > _ASCII_RUNS:
+                out: list[str] = []
+                for is_ascii, run in ascii_runs(text):
+                    out += (self._ascii_split if is_ascii else self._split)(run)
+                return out
         chunks = self._split(text)
         if not self._space_safe and sum(map(len, chunks)) != len(text):
             raise TokenizerError(
