@@ -291,9 +291,7 @@ def export(ckpt_path: Path, out: Path, cmd: str) -> dict[str, Any]:
     model = ckpt_io.build_model(ck, ckpt_path).float()
     eos = tok.special_tokens.get(EOT)
     hf = hf_model(model, eos)
-    hf.generation_config = tf.GenerationConfig(
-        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, max_length=cfg.block_size
-    )
+    hf.generation_config = tf.GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
     arch, n_params = type(hf).__name__, sum(p.numel() for p in hf.parameters())
     tok_cfg = tokenizer_config(tok, cfg.block_size)
     texts = {

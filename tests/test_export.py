@@ -80,9 +80,13 @@ def max_diff(hf: Any, m: TinyGPT, x: torch.Tensor) -> float:
 ARCHS = [
     pytest.param(dict(rope=False), "GPT2LMHeadModel", id="gpt2"),
     pytest.param(dict(rope=False, tie_weights=True), "GPT2LMHeadModel", id="gpt2-tied"),
-    pytest.param(dict(rope=False, bias=True, activation="relu2"), "GPT2LMHeadModel", id="gpt2-bias-relu2"),
+    pytest.param(
+        dict(rope=False, bias=True, activation="relu2"), "GPT2LMHeadModel", id="gpt2-bias-relu2"
+    ),
     pytest.param(dict(rope=True), "GPTNeoXForCausalLM", id="neox"),
-    pytest.param(dict(rope=True, tie_weights=True, bias=True), "GPTNeoXForCausalLM", id="neox-tied-bias"),
+    pytest.param(
+        dict(rope=True, tie_weights=True, bias=True), "GPTNeoXForCausalLM", id="neox-tied-bias"
+    ),
     pytest.param(dict(rope=True, activation="relu2"), "GPTNeoXForCausalLM", id="neox-relu2"),
 ]
 
@@ -120,7 +124,7 @@ def test_config_and_files_say_what_the_model_is(tmp_path: Path, tok: Tokenizer) 
     assert (cfg["resid_pdrop"], cfg["embd_pdrop"], cfg["attn_pdrop"]) == (0.1, 0.1, 0.2)
     assert cfg["eos_token_id"] == tok.special_tokens[EOT] == cfg["bos_token_id"]
     gen = json.loads((out / "generation_config.json").read_text())
-    assert gen["eos_token_id"] == tok.special_tokens[EOT] and gen["max_length"] == 24
+    assert gen["eos_token_id"] == tok.special_tokens[EOT] == gen["pad_token_id"]
     assert "auto_map" not in cfg  # nothing custom: no remote code to trust
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hf.")]  # temp folder gone
@@ -138,14 +142,31 @@ def hf_tok(tmp_path_factory: pytest.TempPathFactory, tok: Tokenizer) -> Any:
     return transformers.AutoTokenizer.from_pretrained(tmp / "hf")
 
 
-PIECES = ["\r\n", "\n\n", "   ", " \t ", "日本語", "😀", "👩‍💻", "'s", "'LL", "\x00", "\x1c", "\x85"]
+PIECES = [
+    "\r\n",
+    "\n\n",
+    "   ",
+    " \t ",
+    "日本語",
+    "😀",
+    "👩‍💻",
+    "'s",
+    "'LL",
+    "\x00",
+    "\x1c",
+    "\x85",
+]
 PIECES += ["\u2028", "\u00a0", "ſ", "123456", EOT, "<|endoftext", "naïve", " 中文", "\r"]
 TEXTS = st.lists(st.one_of(st.text(max_size=12), st.sampled_from(PIECES)), max_size=12).map("".join)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=TEXTS)
-def test_exported_tokenizer_gives_our_ids_and_our_text(hf_tok: Any, tok: Tokenizer, text: str) -> None:
+def test_exported_tokenizer_gives_our_ids_and_our_text(
+    hf_tok: Any, tok: Tokenizer, text: str
+) -> None:
     ids = tok.encode(text, allowed_special="all")  # HF always recognises added special tokens
     assert hf_tok.encode(text) == ids
     assert hf_tok.decode(ids) == tok.decode(ids) == text
@@ -153,7 +174,9 @@ def test_exported_tokenizer_gives_our_ids_and_our_text(hf_tok: Any, tok: Tokeniz
 
 @settings(max_examples=100, deadline=None)
 @given(ids=st.lists(st.integers(0, 399), max_size=20))
-def test_exported_tokenizer_decodes_any_ids_as_we_do(hf_tok: Any, tok: Tokenizer, ids: list[int]) -> None:
+def test_exported_tokenizer_decodes_any_ids_as_we_do(
+    hf_tok: Any, tok: Tokenizer, ids: list[int]
+) -> None:
     assert hf_tok.decode(ids) == tok.decode(ids)  # bytes that are no UTF-8: U+FFFD both ways
 
 
@@ -165,7 +188,11 @@ def test_exported_vocabulary_is_ours_id_for_id(hf_tok: Any, tok: Tokenizer) -> N
         assert hf_tok.convert_tokens_to_string([hf_tok.convert_ids_to_tokens(i)]).encode(
             "utf-8", "replace"
         ) == b.decode("utf-8", "replace").encode("utf-8", "replace")
-    assert hf_tok.encode(f"a{EOT}b") == [*tok.encode("a"), tok.special_tokens[EOT], *tok.encode("b")]
+    assert hf_tok.encode(f"a{EOT}b") == [
+        *tok.encode("a"),
+        tok.special_tokens[EOT],
+        *tok.encode("b"),
+    ]
 
 
 def test_special_ids_above_a_gap_and_other_patterns_keep_their_ids(
