@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -140,10 +140,15 @@ def _bar(total: int, quiet: bool, desc: str) -> Iterator[Callable[[bytes], objec
         yield lambda data: bar.update(len(data))
 
 
-def _pieces(path: str, pattern: str, tap: Callable[[bytes], object] | None) -> Iterator[str]:
-    """The file's text in pieces cut where `pattern` allows (see tok.patterns.cut_pieces)."""
+def _pieces(
+    path: str, pattern: str, tap: Callable[[bytes], object] | None, specials: Sequence[str] = ()
+) -> Iterator[str]:
+    """The file's text in pieces cut where `pattern` allows (see tok.patterns.cut_pieces). Cuts
+    are before spaces: with a special-token text that holds one, the file is one piece, since
+    training must see each special text whole to leave it out."""
+    cuttable = pattern in CUTTABLE and not any(" " in s for s in specials)
     with open(path, "rb") as f:
-        yield from cut_pieces(read_blocks(f, path, tap=tap), PIECE_CHARS, pattern in CUTTABLE)
+        yield from cut_pieces(read_blocks(f, path, tap=tap), PIECE_CHARS, cuttable)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -161,7 +166,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     with warnings.catch_warnings(record=True) as caught, _bar(size, args.quiet, "count") as bar:
         warnings.simplefilter("always")
         tok = Tokenizer.train_pieces(
-            _pieces(args.input, pattern, bar),
+            _pieces(args.input, pattern, bar, args.special),
             args.vocab,
             pattern,
             args.special,

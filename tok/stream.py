@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import islice, tee
 from typing import BinaryIO
 
 from tok.bpe import Tokenizer
@@ -134,11 +134,11 @@ def count_ids(
     tok: Tokenizer, pieces: Iterable[str], workers: int = 1, limit: int = 0
 ) -> tuple[int, int]:
     """(ids, UTF-8 bytes) of the pieces (of the first `limit` of them, if set)."""
-    texts = list(islice(pieces, limit)) if limit else pieces
+    texts, sent = tee(islice(pieces, limit) if limit else pieces)  # one pass over the pieces
     n_ids = n_bytes = 0
     width = array(typecode(tok.vocab_size)).itemsize
     for text, ids in zip(
-        texts, encode_stream(tok, ((False, t) for t in texts), workers), strict=True
+        texts, encode_stream(tok, ((False, t) for t in sent), workers), strict=True
     ):
         n_ids += len(ids) // width
         n_bytes += len(text.encode("utf-8", "surrogatepass"))
