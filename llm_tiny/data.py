@@ -26,17 +26,9 @@ import numpy as np
 from llm_tiny.config import DataCfg
 from llm_tiny.corpus import Scan, documents, scan
 from llm_tiny.errors import UserError, one_line
-from llm_tiny.tokens import (  # noqa: F401  (the batch helpers, re-exported for train and eval)
-    TokenFile,
-    build_cache,
-    fixed_offsets,
-    get_batch,
-    open_cache,
-    token_dtype,
-    windows,
-)
+from llm_tiny.tokens import TokenFile, build_cache, open_cache, token_dtype  # noqa: F401
 from tok.bpe import PATTERNS, Tokenizer, TokenizerError
-from tok.parallel import default_workers
+from tok.parallel import Workers, default_workers
 from tok.patterns import CUTTABLE, cut_pieces
 from tok.stream import PIECE_CHARS
 
@@ -157,7 +149,7 @@ def _spread(pieces: Iterator[tuple[bool, str]], total: int, cap: int | None) -> 
 
 
 def train_tokenizer(
-    sc: Scan, dcfg: DataCfg, workers: int, progress: bool, log: Callable[[str], None]
+    sc: Scan, dcfg: DataCfg, workers: Workers, progress: bool, log: Callable[[str], None]
 ) -> Tokenizer:
     """Learn the tokenizer from the training split (at most data.tokenizer_max_bytes of it)."""
     pattern = pattern_regex(dcfg.pattern)
@@ -172,7 +164,7 @@ def train_tokenizer(
             if size < train_bytes
             else ""
         )
-        + f" ({workers} worker(s)) ..."
+        + f" ({workers.n} worker(s)) ..."
     )
     try:
         with (
@@ -202,8 +194,20 @@ def prepare(
     With `tokenizer` given (a resumed or fine-tuning run's), it is used, and a tokenizer file named by
     the config must be the same tokenizer.
     """
-    workers = dcfg.workers or default_workers()
     sc = scan(dcfg.path, dcfg.text_field, dcfg.val_frac, dcfg.on_bad_file, log)
+    # fork the workers once, while this process is small, for both the tokenizer and the caches
+    with Workers(dcfg.workers or default_workers()) as workers:
+        return _prepare(sc, dcfg, tokenizer, workers, log, progress)
+
+
+def _prepare(
+    sc: Scan,
+    dcfg: DataCfg,
+    tokenizer: Tokenizer | None,
+    workers: Workers,
+    log: Callable[[str], None],
+    progress: bool,
+) -> Corpus:
     t0 = time.perf_counter()
     tok_path = Path(dcfg.tokenizer) if dcfg.tokenizer else default_tokenizer_path(dcfg, sc)
     if tokenizer is None:
@@ -252,7 +256,7 @@ def encode_split(
     split: str,
     tok: Tokenizer,
     cache_dir: str,
-    workers: int = 1,
+    workers: int | Workers = 1,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> TokenFile:
@@ -286,3 +290,13 @@ def encode_file(
     """Cached ids of a corpus's validation split ("val") or of all of it ("all"), under tok."""
     sc = scan(str(path), text_field, val_frac, "error", print)
     return encode_split(sc, split, tok, cache_dir, workers or default_workers())
+
+
+def __getattr__(name: str) -> Any:
+    """The batch helpers, from `llm_tiny.batches`, only when asked for (they import torch, which
+    preparing data does not need)."""
+    if name in ("windows", "get_batch", "fixed_offsets"):
+        from llm_tiny import batches
+
+        return getattr(batches, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

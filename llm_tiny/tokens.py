@@ -7,7 +7,7 @@ While it is built the ids go to `<key>.bin.part`, and `<key>.part.json` records,
 seconds, how many pieces of text and tokens are safely on disk (after an fsync): a preparation
 stopped at any moment (Ctrl-C, kill -9, a full disk) resumes from there, and the finished cache
 is the same, byte for byte, as one built in a single go, with any number of workers.
-Batches slice a memmap opened per call: only the rows a batch reads are touched.
+No torch here: preparing data needs none (the batches are in `llm_tiny.batches`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from llm_tiny.errors import UserError
 from llm_tiny.files import atomic_write_text, fsync_dir
 from tok.bpe import Tokenizer
+from tok.parallel import Workers
 from tok.stream import encode_stream
 
 CACHE_VERSION = "2"
@@ -103,7 +102,7 @@ def build_cache(
     key: str,
     tok: Tokenizer,
     items: Iterator[tuple[bool, str]],
-    workers: int = 1,
+    workers: int | Workers = 1,
     sep: int | None = None,
     log: Callable[[str], None] = print,
 ) -> TokenFile:
@@ -159,33 +158,3 @@ def build_cache(
     atomic_write_text(folder / f"{key}.json", json.dumps(meta) + "\n")
     progress.unlink(missing_ok=True)
     return TokenFile(path, dtype, n)
-
-
-def windows(tf: TokenFile, offsets: np.ndarray, block_size: int) -> tuple[Tensor, Tensor]:
-    """Inputs x and targets y (len(offsets), block_size): y is x shifted left by one token."""
-    idx = offsets.astype(np.int64)[:, None] + np.arange(block_size + 1)
-    chunk = torch.from_numpy(tf.array()[idx].astype(np.int64))
-    return chunk[:, :-1], chunk[:, 1:]
-
-
-def get_batch(
-    tf: TokenFile,
-    batch_size: int,
-    block_size: int,
-    generator: torch.Generator,
-    rank: int = 0,
-    world_size: int = 1,
-) -> tuple[Tensor, Tensor]:
-    """This rank's share of one global batch of random windows.
-
-    Every rank draws the same batch_size offsets from its (identically seeded) generator and keeps rows
-    rank*B/W .. (rank+1)*B/W, so the global batch is the same whatever the number of processes.
-    """
-    offsets = torch.randint(tf.n - block_size, (batch_size,), generator=generator)
-    per = batch_size // world_size
-    return windows(tf, offsets[rank * per : (rank + 1) * per].numpy(), block_size)
-
-
-def fixed_offsets(tf: TokenFile, block_size: int, count: int) -> np.ndarray:
-    """`count` window offsets spread evenly over tf: the same validation subset at every evaluation."""
-    return np.linspace(0, tf.n - block_size - 1, count).round().astype(np.int64)

@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny import init_from
+from llm_tiny.batches import fixed_offsets, get_batch, windows
 from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config
-from llm_tiny.data import Corpus, fixed_offsets, get_batch, prepare, windows
+from llm_tiny.data import Corpus, prepare
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
 from llm_tiny.files import RunLock, atomic_write_text, remove_stale_temps
 from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity

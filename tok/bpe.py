@@ -39,6 +39,7 @@ import regex
 
 from tok.counting import count_chunks
 from tok.merges import apply_merges, ids_of, latin1, train_merges
+from tok.parallel import Workers
 from tok.patterns import _ASCII_SPLITS, GPT2_PATTERN, GPT4_PATTERN, PATTERNS, ascii_runs
 
 __all__ = ["GPT2_PATTERN", "GPT4_PATTERN", "PATTERNS", "Tokenizer", "TokenizerError"]
@@ -51,7 +52,7 @@ VERSION = 1
 _LONG_CHUNK = 64
 _UNSEEN = object()  # what a cache lookup gives for a key it has not seen
 # The chunk cache is cleared when it grows past this many entries, bounding its memory.
-_CACHE_LIMIT = 1 << 18
+_CACHE_LIMIT = 1 << 20
 # Space-separated pieces longer than this are not cached (see `encode_ordinary`).
 _LONG_PIECE = 256
 # Texts longer than this that are not all ASCII are split run by run (see `ascii_runs`).
@@ -223,7 +224,7 @@ class Tokenizer:
         pattern: str = GPT4_PATTERN,
         special_tokens: dict[str, int] | Sequence[str] | None = None,
         progress: bool = False,
-        workers: int = 1,
+        workers: int | Workers = 1,
     ) -> Tokenizer:
         """`train` on a stream of texts, each split on its own, counted in `workers` processes.
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 import regex
 
 from tok.merges import latin1
-from tok.parallel import ordered_map
+from tok.parallel import Workers, ordered_map
 
-_split: Callable[[str], list[str]] | None = None  # this worker's chunker
+_setup: tuple[str, tuple[str, ...]] | None = None  # this process's (pattern, specials)
+_split: Callable[[str], list[str]] = str.split
 _cut_specials: Callable[[str], list[str]] | None = None
 
 
-def _init(pattern: str, specials: Sequence[str]) -> None:
+def _chunker(pattern: str, specials: tuple[str, ...]) -> None:
     """Set up this process's chunker for `pattern` and the special-token texts to cut out."""
-    global _split, _cut_specials
+    global _setup, _split, _cut_specials
+    if _setup == (pattern, specials):
+        return
     from tok.bpe import Tokenizer  # tok.bpe imports this module
 
     _split = Tokenizer(pattern=pattern)._chunks_of
@@ -30,11 +34,12 @@ def _init(pattern: str, specials: Sequence[str]) -> None:
     if specials:
         alts = sorted(specials, key=lambda t: (-len(t), t))  # longest first, as encode does
         _cut_specials = regex.compile("|".join(map(regex.escape, alts))).split
+    _setup = (pattern, specials)
 
 
-def count_piece(piece: str) -> dict[str, int]:
-    """latin-1 chunk -> count for one piece (after `_init`)."""
-    assert _split is not None, "count_piece before _init"
+def count_piece(pattern: str, specials: tuple[str, ...], piece: str) -> dict[str, int]:
+    """latin-1 chunk -> count for one piece."""
+    _chunker(pattern, specials)
     counts: Counter[str] = Counter()
     for part in _cut_specials(piece) if _cut_specials is not None else (piece,):
         counts.update(_split(part))
@@ -48,11 +53,15 @@ def count_piece(piece: str) -> dict[str, int]:
 
 
 def count_chunks(
-    pieces: Iterable[str], pattern: str, specials: Sequence[str] = (), workers: int = 1
+    pieces: Iterable[str],
+    pattern: str,
+    specials: Sequence[str] = (),
+    workers: int | Workers = 1,
 ) -> dict[str, int]:
     """The chunk counts of all pieces added up: latin-1 chunk -> count."""
     total: dict[str, int] = {}
-    for part in ordered_map(count_piece, pieces, workers, _init, (pattern, tuple(specials))):
+    task = partial(count_piece, pattern, tuple(specials))
+    for part in ordered_map(task, pieces, workers):
         if not total:
             total = part
             continue

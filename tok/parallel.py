@@ -1,14 +1,16 @@
 """Worker processes that map a function over a stream, in order, with a bounded number in flight.
 
-Counting chunks and encoding text both cut a corpus into independent pieces; `ordered_map` hands
+Counting chunks and encoding text both cut a corpus into independent pieces; `Workers.map` hands
 them to worker processes and gives the results back in input order, so what is built from them
 (a table of chunk counts, a token cache) is the same whatever the number of workers. At most
 `window` pieces are in flight at once, so memory follows the piece size, never the corpus size.
+
 Workers are forked where the system can fork: they start at once, share the parent's memory
 until they write to it, and need no importable `__main__` (spawn would re-import the caller's
 main module, torch and all, in every worker, and cannot from stdin or a notebook). They run pure
 Python (regex, dicts, strs), never torch, so a parent holding torch's threads is safe to fork.
-With one worker everything runs in this process.
+Fork them early, while the parent is small: one `Workers` can serve several maps in a row (the
+function and its arguments travel with each task). With one worker everything runs in-process.
 """
 
 from __future__ import annotations
@@ -31,29 +33,50 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def ordered_map(
-    fn: Callable[[T], R],
-    items: Iterable[T],
-    workers: int = 1,
-    initializer: Callable[..., Any] | None = None,
-    initargs: tuple[Any, ...] = (),
-    window: int | None = None,
-) -> Iterator[R]:
-    """fn(item) for each item, in order, over `workers` processes (fn and initializer must be
-    module-level functions). At most `window` (default 2 x workers) items are in flight."""
-    if workers <= 1:
-        if initializer is not None:
-            initializer(*initargs)
-        yield from map(fn, items)
-        return
-    window = window or 2 * workers
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
+class Workers:
+    """`n` worker processes (none for n = 1) for `map`; use as a context manager."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.n = max(1, n)
+        self._pool: Any = None
+
+    def __enter__(self) -> Workers:
+        if self.n > 1:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self._pool = ctx.Pool(self.n)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], window: int | None = None
+    ) -> Iterator[R]:
+        """fn(item) for each item, in order (fn must be a module-level function or a
+        functools.partial of one); at most `window` (default 2 x workers) in flight."""
+        if self._pool is None:
+            yield from map(fn, items)
+            return
         pending: deque[Any] = deque()
+        limit = window or 2 * self.n
         for item in items:
-            pending.append(pool.apply_async(fn, (item,)))
-            if len(pending) >= window:
+            pending.append(self._pool.apply_async(fn, (item,)))
+            if len(pending) >= limit:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int | Workers = 1
+) -> Iterator[R]:
+    """fn(item) for each item, in order, over `workers` (a count, or a running `Workers`)."""
+    if isinstance(workers, Workers):
+        yield from workers.map(fn, items)
+        return
+    with Workers(workers) as pool:
+        yield from pool.map(fn, items)
