@@ -22,6 +22,7 @@ import glob
 import gzip
 import hashlib
 import json
+import zlib
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,10 +72,11 @@ def find_sources(spec: str) -> list[Source]:
                 break
             fixed.append(part)
         root = Path(*fixed) if fixed else Path(".")
-        files = sorted(Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file())
+        files = [Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file()]
         if not files:
             raise UserError(f"corpus glob {spec!r} matches no file")
-        return [Source(f, _rel(f, root)) for f in files]
+        # sorted by name, as a folder is: the same files give the same corpus either way
+        return sorted((Source(f, _rel(f, root)) for f in files), key=lambda s: s.name)
     raise UserError(f"corpus {p} not found (set data.path=FILE, FOLDER or GLOB)")
 
 
@@ -199,7 +201,7 @@ def scan(
                 continue
             fh = hashlib.sha256()
             docs = list(_scan_file(src, text_field, fh, tap))
-        except (BadText, BadRecord, EOFError, gzip.BadGzipFile) as e:
+        except (BadText, BadRecord, EOFError, gzip.BadGzipFile, zlib.error) as e:
             if on_bad_file == "error":
                 hint = " (data.on_bad_file=skip leaves such files out)"
                 raise UserError(f"corpus: {_why(src, e)}{hint}") from None
