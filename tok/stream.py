@@ -10,6 +10,7 @@ Memory follows the block and piece sizes and the number of pieces in flight, nev
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -108,6 +109,11 @@ def typecode(vocab_size: int) -> str:
     return "H" if vocab_size <= 1 << 16 else _ARRAY
 
 
+# A str of chr(id) encoded with these codecs is the ids as native 2- or 4-byte unsigned ints:
+# no list of ints in between.
+_CODECS = {"H": f"utf-16-{sys.byteorder[0]}e", _ARRAY: f"utf-32-{sys.byteorder[0]}e"}
+
+
 def encode_item(tokenizer_json: str, sep: int | None, item: tuple[bool, str]) -> bytes:
     """The ids of one (starts a document, text) piece as array bytes, `sep` first if it starts
     one. The chunk path, not encode_ordinary's space-split one: on code-heavy text that one
@@ -117,8 +123,10 @@ def encode_item(tokenizer_json: str, sep: int | None, item: tuple[bool, str]) ->
         _tok, _tok_json = Tokenizer.from_json(tokenizer_json), tokenizer_json
     assert _tok is not None
     first, text = item
-    ids = ([sep] if first and sep is not None else []) + _tok._encode_split(text)
-    return array(typecode(_tok.vocab_size), ids).tobytes()
+    ids = _tok._split_ids(text)
+    if first and sep is not None:
+        ids = chr(sep) + ids
+    return ids.encode(_CODECS[typecode(_tok.vocab_size)], "surrogatepass")
 
 
 def encode_stream(
