@@ -44,7 +44,10 @@ PROMPT ?=
 STEPS ?= 200
 SEED ?= 1
 OUT ?= $(RUN)/hf
-.PHONY: train eval sample export
+.PHONY: prepare train eval sample export
+
+prepare:  ## tokenizer + token caches of CFG's corpus, with a summary; TRAIN_ARGS="data.path=DIR ..."
+	$(PYTHON) -m llm_tiny.prepare $(CFG) $(TRAIN_ARGS)
 
 train:  ## train CFG (default configs/tiny.yaml) -> runs/<cfg name>/; TRAIN_ARGS="train.lr=1e-3 ..."
 	$(PYTHON) -m llm_tiny.train $(CFG) $(TRAIN_ARGS)
