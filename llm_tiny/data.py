@@ -30,7 +30,7 @@ from llm_tiny.tokens import TokenFile, build_cache, open_cache, token_dtype  # n
 from tok.bpe import PATTERNS, Tokenizer, TokenizerError
 from tok.parallel import Workers, default_workers
 from tok.patterns import CUTTABLE, cut_pieces
-from tok.stream import PIECE_CHARS
+from tok.stream import BLOCK_BYTES, PIECE_CHARS
 
 EOT = "<|endoftext|>"
 # a model needs an embedding row per id: a hostile tokenizer file with one special id near 2**31
@@ -275,7 +275,8 @@ def encode_split(
     total = sc.n_bytes if split == "all" else sc.split_sizes()[split][1]
     with _bar(progress, total, f"encode {split}") as bar:
         items = _pieces(sc, split, tok.pattern in CUTTABLE, _tap(bar))
-        return build_cache(cache_dir, key, tok, items, workers, sep, log)
+        cut = f"pieces {PIECE_CHARS}, blocks {BLOCK_BYTES}"  # what decides where pieces end
+        return build_cache(cache_dir, key, tok, items, workers, sep, log, cut)
 
 
 def encode_file(

@@ -105,15 +105,17 @@ def build_cache(
     workers: int | Workers = 1,
     sep: int | None = None,
     log: Callable[[str], None] = print,
+    cut: str = "",
 ) -> TokenFile:
     """Encode the (starts a document, text) pieces into cache `key`, resuming a build that was
-    stopped; `sep` goes before each document. The same pieces must come on every call."""
+    stopped; `sep` goes before each document. The same pieces must come on every call: `cut`
+    says how they were cut from the text, and a build stopped with another cut starts over."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path, part, progress = (folder / f"{key}{ext}" for ext in (".bin", ".bin.part", ".part.json"))
     dtype, fp = token_dtype(tok.vocab_size), tok.fingerprint()
     width = dtype.itemsize
-    state = {"version": CACHE_VERSION, "tokenizer": fp, "dtype": dtype.name, "sep": sep}
+    state = {"version": CACHE_VERSION, "tokenizer": fp, "dtype": dtype.name, "sep": sep, "cut": cut}
     done = _read_json(progress)
     items_done, n = done.get("items", 0), done.get("n_tokens", 0)
     resumable = all(done.get(k) == v for k, v in state.items()) and part.is_file()
