@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +14,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_tiny.config import DataCfg
+from llm_tiny.corpus import documents, scan
 from llm_tiny.data import (
     TokenFile,
-    encode_cached,
     fixed_offsets,
     get_batch,
     prepare,
-    read_corpus,
-    split_text,
     token_byte_lengths,
     token_dtype,
     windows,
 )
 from llm_tiny.errors import UserError
+from llm_tiny.tokens import build_cache, open_cache
 from tok.bpe import Tokenizer
+from tok.stream import split_offset
 
 
 def ids_file(tmp_path: Path, n: int, vocab: int = 1000) -> tuple[TokenFile, np.ndarray]:
@@ -35,54 +37,65 @@ def ids_file(tmp_path: Path, n: int, vocab: int = 1000) -> tuple[TokenFile, np.n
     return TokenFile(p, np.dtype(np.uint16), n), ids
 
 
-class CountingTokenizer:
-    """Wraps a tokenizer and counts encode calls (to prove the cache is used)."""
+class CountingItems:
+    """The (starts a document, text) pieces of one text, counting the passes over them (to prove
+    the cache is used)."""
 
-    def __init__(self, tok: Tokenizer) -> None:
-        self.tok, self.calls = tok, 0
-        self.vocab_size = tok.vocab_size
+    def __init__(self, text: str) -> None:
+        self.text, self.passes = text, 0
 
-    def encode(self, text: str) -> list[int]:
-        self.calls += 1
-        return self.tok.encode(text)
+    def __iter__(self) -> Iterator[tuple[bool, str]]:
+        self.passes += 1
+        yield True, self.text
 
-    def fingerprint(self) -> str:
-        return self.tok.fingerprint()
+
+def cached(items: CountingItems, key: str, tok: Tokenizer, folder: Path) -> TokenFile:
+    """The cache `key` if it is there and good, else built from the items (what prepare does)."""
+    return open_cache(folder, key, tok) or build_cache(folder, key, tok, iter(items), log=print)
+
+
+def split_texts(path: Path, frac: float) -> tuple[str, str]:
+    """The train and validation text of a one-document corpus, as prepare reads them."""
+    sc = scan(str(path), val_frac=frac, log=lambda m: None)
+    assert sc.single
+    return tuple("".join(b for d in documents(sc, s) for b in d) for s in ("train", "val"))  # type: ignore[return-value]
 
 
 # ---- corpus ------------------------------------------------------------------------------------
 
 
-def test_read_corpus_errors(tmp_path: Path) -> None:
+def test_corpus_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
-        read_corpus(tmp_path / "nope.txt")
-    with pytest.raises(UserError, match="not a file"):
-        read_corpus(tmp_path)
+        scan(str(tmp_path / "nope.txt"))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(UserError, match="holds no files"):
+        scan(str(tmp_path / "folder"))
     (tmp_path / "empty.txt").write_bytes(b"")
     with pytest.raises(UserError, match="is empty"):
-        read_corpus(tmp_path / "empty.txt")
+        scan(str(tmp_path / "empty.txt"), log=lambda m: None)
 
 
 @pytest.mark.parametrize("at", [0, 5, 11])
-def test_read_corpus_names_offset_of_first_bad_byte(tmp_path: Path, at: int) -> None:
+def test_corpus_names_offset_of_first_bad_byte(tmp_path: Path, at: int) -> None:
     good = "héllo wörld!".encode()
     bad = good[:at] + b"\xff" + good[at:]
     (tmp_path / "bad.txt").write_bytes(bad)
-    with pytest.raises(UserError, match=f"byte 0xff at offset {at}"):
-        read_corpus(tmp_path / "bad.txt")
+    with pytest.raises(UserError, match=f"bad.txt is not valid UTF-8: byte 0xff at offset {at}"):
+        scan(str(tmp_path / "bad.txt"))
 
 
-@given(st.text(min_size=1), st.floats(0.01, 0.99))
-def test_split_is_at_a_character_boundary_and_loses_nothing(text: str, frac: float) -> None:
-    data = text.encode("utf-8", "surrogatepass")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return  # lone surrogates aren't UTF-8 text
-    train, val = split_text(data, frac)
-    assert train + val == data.decode("utf-8")
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1), st.floats(0.01, 0.99))
+def test_split_is_at_a_character_boundary_and_loses_nothing(
+    tmp_path_factory: pytest.TempPathFactory, text: str, frac: float
+) -> None:
+    data = text.encode("utf-8")
+    path = tmp_path_factory.mktemp("split") / "one.txt"
+    path.write_bytes(data)
+    train, val = split_texts(path, frac)
+    assert train + val == text
     cut = len(train.encode())
-    assert abs(cut - round(len(data) * (1 - frac))) <= 3  # at most one character later
+    assert 0 <= cut - round(len(data) * (1 - frac)) <= 3  # at most one character later
 
 
 def test_token_dtype() -> None:
@@ -94,35 +107,55 @@ def test_token_dtype() -> None:
 
 
 def test_cache_encodes_once_then_reads_the_file(tmp_path: Path, session_tokenizer: Path) -> None:
-    tok = CountingTokenizer(Tokenizer.load(session_tokenizer))
-    text = "To be, or not to be, that is the question.\n" * 20
-    a = encode_cached(lambda: text, "k", tok, tmp_path)  # type: ignore[arg-type]
+    tok = Tokenizer.load(session_tokenizer)
+    items = CountingItems("To be, or not to be, that is the question.\n" * 20)
+    a = cached(items, "k", tok, tmp_path)
     mtime = a.path.stat().st_mtime_ns
-    b = encode_cached(lambda: text, "k", tok, tmp_path)  # type: ignore[arg-type]
-    assert tok.calls == 1 and a == b and a.path.stat().st_mtime_ns == mtime
+    b = cached(items, "k", tok, tmp_path)
+    assert items.passes == 1 and a == b and a.path.stat().st_mtime_ns == mtime
     assert a.dtype == np.uint16
-    assert a.array().tolist() == tok.tok.encode(text)
+    assert a.array().tolist() == tok.encode(items.text)
 
 
 def test_truncated_cache_is_rebuilt(tmp_path: Path, session_tokenizer: Path) -> None:
-    tok = CountingTokenizer(Tokenizer.load(session_tokenizer))
-    text = "Fair is foul, and foul is fair.\n" * 10
-    a = encode_cached(lambda: text, "k", tok, tmp_path)  # type: ignore[arg-type]
+    tok = Tokenizer.load(session_tokenizer)
+    items = CountingItems("Fair is foul, and foul is fair.\n" * 10)
+    a = cached(items, "k", tok, tmp_path)
+    want = a.array().tolist()
     a.path.write_bytes(a.path.read_bytes()[:-2])  # a torn write from some other tool
-    b = encode_cached(lambda: text, "k", tok, tmp_path)  # type: ignore[arg-type]
-    assert tok.calls == 2 and b.array().tolist() == a.array().tolist()
+    b = cached(items, "k", tok, tmp_path)
+    assert items.passes == 2 and b.array().tolist() == want
 
 
-def test_cache_with_ids_outside_the_vocab_is_refused(
+def test_cache_with_other_ids_than_its_manifest_is_rebuilt(
     tmp_path: Path, session_tokenizer: Path
 ) -> None:
     tok = Tokenizer.load(session_tokenizer)
-    a = encode_cached(lambda: "Double, double toil and trouble\n" * 5, "k", tok, tmp_path)
+    items = CountingItems("Double, double toil and trouble\n" * 5)
+    a = cached(items, "k", tok, tmp_path)
+    want = a.array().tolist()
     ids = a.array().copy()
     ids[3] = 40000  # a cache written by a bigger tokenizer under the same name
     a.path.write_bytes(ids.tobytes())
-    with pytest.raises(UserError, match=r"holds id 40000.*vocabulary of 300"):
-        encode_cached(lambda: "", "k", tok, tmp_path)
+    assert open_cache(tmp_path, "k", tok) is None
+    assert cached(items, "k", tok, tmp_path).array().tolist() == want and items.passes == 2
+
+
+def test_cache_of_another_tokenizer_is_refused(
+    tmp_path: Path, session_tokenizer: Path, corpus_text: str
+) -> None:
+    tok = Tokenizer.load(session_tokenizer)
+    cached(CountingItems("Out, damned spot!\n" * 5), "k", tok, tmp_path)
+    other = Tokenizer.train(corpus_text, 270)
+    with pytest.raises(UserError, match=r"k\.bin was encoded with tokenizer .* delete"):
+        open_cache(tmp_path, "k", other)
+
+
+def test_empty_text_is_nothing_to_encode(tmp_path: Path, session_tokenizer: Path) -> None:
+    tok = Tokenizer.load(session_tokenizer)
+    with pytest.raises(UserError, match="nothing to encode"):
+        cached(CountingItems(""), "k", tok, tmp_path)
+    assert not (tmp_path / "k.bin").exists()
 
 
 def test_token_bytes_count_the_decoded_bytes(session_tokenizer: Path, corpus_text: str) -> None:
@@ -149,7 +182,10 @@ def test_prepare_trains_tokenizer_once_and_caches(tmp_path: Path, corpus: Path) 
     assert second.tokenizer == first.tokenizer
     assert second.train == first.train and second.val == first.val
     # the tokenizer was trained on the training split only, and the ids are the text's
-    train_text, val_text = split_text(corpus.read_bytes(), dcfg.val_frac)
+    data = corpus.read_bytes()
+    cut = split_offset(io.BytesIO(data), len(data), dcfg.val_frac)
+    train_text, val_text = data[:cut].decode(), data[cut:].decode()
+    assert (train_text, val_text) == split_texts(corpus, dcfg.val_frac)
     assert first.train.array().tolist() == first.tokenizer.encode(train_text)
     assert first.val.array().tolist() == first.tokenizer.encode(val_text)
 
