@@ -97,3 +97,57 @@ def test_flags_out_of_range_exit_2(
 def test_missing_checkpoint_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert sample_main(["--ckpt", str(tmp_path / "none.pt")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.fixture
+def fixed_stream(monkeypatch: pytest.MonkeyPatch) -> tuple[Tokenizer, list[list[int]]]:
+    """sample's checkpoint and model replaced: the model 'samples' a fixed id sequence with an
+    <|endoftext|> in the middle; returns the tokenizer and the prompts it was given."""
+    import llm_tiny.checkpoint
+    import llm_tiny.sample
+
+    eot_text = "<|endoftext|>"
+    tok = Tokenizer.train(
+        "Hello world, the end of a document. " * 20, 270, special_tokens=[eot_text]
+    )
+    eot = tok.special_tokens[eot_text]
+    ids = tok.encode("Hello world") + [eot] + tok.encode(" next document")
+    prompts: list[list[int]] = []
+
+    def fake_stream(model, prompt, steps, *rest, **kw):  # type: ignore[no-untyped-def]
+        prompts.append(list(prompt))
+        yield from ids[:steps]
+
+    model = TinyGPT(GPTConfig(tok.vocab_size, 8, n_layer=1, n_head=1, n_embd=8))
+    monkeypatch.setattr(llm_tiny.checkpoint, "load_checkpoint", lambda path: {})
+    monkeypatch.setattr(llm_tiny.checkpoint, "tokenizer_of", lambda ck, path: tok)
+    monkeypatch.setattr(llm_tiny.checkpoint, "build_model", lambda ck, path: model)
+    monkeypatch.setattr(llm_tiny.sample, "stream", fake_stream)
+    return tok, prompts
+
+
+def test_sampling_stops_at_end_of_text(
+    fixed_stream: tuple[Tokenizer, list[list[int]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tok, prompts = fixed_stream
+    assert sample_main(["--ckpt", "x.pt", "--prompt", "Hi ", "--steps", "50"]) == 0
+    assert capsys.readouterr().out == "Hi Hello world\n"
+    assert prompts == [tok.encode("Hi ")]
+
+
+def test_sampling_goes_on_past_end_of_text_with_no_stop(
+    fixed_stream: tuple[Tokenizer, list[list[int]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sample_main(["--ckpt", "x.pt", "--prompt", "Hi ", "--steps", "50", "--no-stop"]) == 0
+    assert capsys.readouterr().out == "Hi Hello world<|endoftext|> next document\n"
+
+
+def test_sampling_with_no_prompt_starts_a_new_document(
+    fixed_stream: tuple[Tokenizer, list[list[int]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tok, prompts = fixed_stream
+    assert sample_main(["--ckpt", "x.pt", "--prompt", "", "--num_samples", "2"]) == 0
+    eot = tok.special_tokens["<|endoftext|>"]
+    assert prompts == [[eot], [eot]]
+    out = capsys.readouterr().out
+    assert out == "--- sample 1 ---\nHello world\n\n--- sample 2 ---\nHello world\n"
