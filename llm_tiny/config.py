@@ -286,6 +286,14 @@ def parse_overrides(cfg: Config, overrides: Sequence[str]) -> None:
         set_key(cfg, key.strip(), value, source="override")
 
 
+def split_args(config: str | None, overrides: list[str]) -> tuple[str, list[str]]:
+    """(config file, overrides) from a command line whose first word may already be an override;
+    the file defaults to configs/tiny.yaml."""
+    if config is not None and "=" in config:  # only overrides were given
+        return "configs/tiny.yaml", [config, *overrides]
+    return config or "configs/tiny.yaml", overrides
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> Config:

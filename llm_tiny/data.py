@@ -291,13 +291,3 @@ def encode_file(
     """Cached ids of a corpus's validation split ("val") or of all of it ("all"), under tok."""
     sc = scan(str(path), text_field, val_frac, "error", print)
     return encode_split(sc, split, tok, cache_dir, workers or default_workers())
-
-
-def __getattr__(name: str) -> Any:
-    """The batch helpers, from `llm_tiny.batches`, only when asked for (they import torch, which
-    preparing data does not need)."""
-    if name in ("windows", "get_batch", "fixed_offsets"):
-        from llm_tiny import batches
-
-        return getattr(batches, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

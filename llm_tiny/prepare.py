@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llm_tiny.config import load_config
+from llm_tiny.config import load_config, split_args
 from llm_tiny.data import prepare
 from llm_tiny.errors import ArgumentParser, cli
 
@@ -40,10 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.vocab_size=4096")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    path, overrides = a.config, a.overrides
-    if path is not None and "=" in path:  # only overrides were given
-        path, overrides = None, [path, *overrides]
-    cfg = load_config(path or "configs/tiny.yaml", overrides)
+    cfg = load_config(*split_args(a.config, a.overrides))
     corpus = prepare(cfg.data, progress=not a.quiet and sys.stderr.isatty())
     print(f"{cfg.data.path}: tokenizer {corpus.tokenizer_path} ({corpus.tokenizer.vocab_size} ids)")
     print(corpus.summary())

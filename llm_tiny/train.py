@@ -35,7 +35,7 @@ from tqdm import tqdm
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny import init_from
 from llm_tiny.batches import fixed_offsets, get_batch, windows
-from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config
+from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config, split_args
 from llm_tiny.data import Corpus, prepare
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
 from llm_tiny.files import RunLock, atomic_write_text, remove_stale_temps
@@ -688,12 +688,6 @@ resume versus init_from:
 """
 
 
-def _split_args(config: str | None, overrides: list[str]) -> tuple[str, list[str]]:
-    if config is not None and "=" in config:  # only overrides were given
-        return "configs/tiny.yaml", [config, *overrides]
-    return config or "configs/tiny.yaml", overrides
-
-
 @cli
 def main(argv: list[str] | None = None) -> int:
     """python -m llm_tiny.train [CONFIG] [section.key=value ...]"""
@@ -707,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-4")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     a = p.parse_args(argv)
-    path, overrides = _split_args(a.config, a.overrides)
+    path, overrides = split_args(a.config, a.overrides)
     cfg = load_config(path, overrides)
     if a.print_config:
         print(dump_config(cfg), end="")

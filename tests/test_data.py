@@ -13,17 +13,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llm_tiny.batches import fixed_offsets, get_batch, windows
 from llm_tiny.config import DataCfg
 from llm_tiny.corpus import documents, scan
-from llm_tiny.data import (
-    TokenFile,
-    fixed_offsets,
-    get_batch,
-    prepare,
-    token_byte_lengths,
-    token_dtype,
-    windows,
-)
+from llm_tiny.data import TokenFile, prepare, token_byte_lengths, token_dtype
 from llm_tiny.errors import UserError
 from llm_tiny.tokens import build_cache, open_cache
 from tok.bpe import Tokenizer
