@@ -7,9 +7,9 @@ right) into the id 256 + k. Merges never cross a chunk boundary.
 Training never recounts the corpus. It counts each distinct chunk once with its frequency
 (`tok.counting`, in worker processes for big corpora), keeps the count of every adjacent pair
 and an index from pair to the chunks that contain it, and after each merge touches only those
-chunks, adjusting the counts of the pairs around each merged occurrence (`tok.merges`). The
-next pair comes off a heap whose stale entries are skipped or corrected when they surface
-(lazy deletion).
+chunks, adjusting the counts of the pairs around each merged occurrence (`tok.learn`, the
+chunks split over worker processes for big corpora). The next pair comes off a heap whose
+stale entries are skipped or corrected when they surface (lazy deletion).
 
 Tie-break rule: the pair with the highest count wins; among equal counts, the smallest
 (left id, right id) pair wins. Overlapping occurrences (as in "aaa") all count, as in
@@ -38,7 +38,8 @@ from typing import Any, Literal, cast
 import regex
 
 from tok.counting import count_chunks
-from tok.merges import apply_merges, ids_of, latin1, train_merges
+from tok.learn import train_merges
+from tok.merges import apply_merges, ids_of, latin1
 from tok.parallel import Workers
 from tok.patterns import _ASCII_SPLITS, GPT2_PATTERN, GPT4_PATTERN, PATTERNS, ascii_runs
 
@@ -254,7 +255,8 @@ class Tokenizer:
 
             bar = tqdm(total=n_merges, desc="merges", unit="merge", leave=False)
         try:
-            learned = train_merges(chunks, n_merges, bar.update if bar is not None else None)
+            on_merge = bar.update if bar is not None else None
+            learned = train_merges(chunks, n_merges, on_merge, workers)
         finally:
             if bar is not None:
                 bar.close()

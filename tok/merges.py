@@ -1,4 +1,4 @@
-"""The two BPE algorithms on id-strings: learning merges from chunk counts, applying them by rank.
+"""BPE on id-strings: applying merges by rank (learning them is `tok.learn`).
 
 Internally a sequence of ids is a `str` whose characters are the ids (`chr(id)`), so that
 C-speed `str.replace` applies a merge to all non-overlapping occurrences, left to right,
@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import heapq
 import sys
-import warnings
 from array import array
-from collections import defaultdict
-from collections.abc import Callable
 from operator import add
 
 # ids_of: an array type of 4-byte unsigned ints and the UTF-32 codec of this machine's byte order
@@ -71,92 +68,6 @@ def apply_merges(seqs: list[str], rank: dict[str, int], pair_of: list[str]) -> l
                     also.append(i)
                 at = seq.find(new, at + 1)
     return seqs
-
-
-def train_merges(
-    chunks: dict[str, int], n_merges: int, on_merge: Callable[[], object] | None = None
-) -> list[str]:
-    """Learn up to `n_merges` merges from distinct chunks (latin-1 byte strings) and counts."""
-    words = [w for w in chunks if len(w) > 1]  # single bytes hold no pair
-    freqs = [chunks[w] for w in words]
-    counts: dict[str, int] = {}
-    where: defaultdict[str, list[int]] = defaultdict(list)  # pair -> chunks that hold(held) it
-    for i, (word, freq) in enumerate(zip(words, freqs, strict=True)):
-        for pair in map(add, word, word[1:]):
-            counts[pair] = counts.get(pair, 0) + freq
-            where[pair].append(i)
-    heap = [(-c, p) for p, c in counts.items()]
-    heapq.heapify(heap)
-
-    merges: list[str] = []
-    while len(merges) < n_merges:
-        while heap:
-            neg, pair = heapq.heappop(heap)
-            best = counts.get(pair, 0)
-            if best == -neg:
-                break
-            if best:  # the count fell since this entry was pushed: re-queue it
-                heapq.heappush(heap, (-best, pair))
-        else:
-            best = 0
-        if best < 2:
-            warnings.warn(
-                f"training stopped after {len(merges)} of {n_merges} merges: "
-                "no pair of tokens occurs twice",
-                stacklevel=3,
-            )
-            break
-        new = chr(256 + len(merges))
-        merges.append(pair)
-        del counts[pair]
-        same = pair[0] == pair[1]  # "aaa": occurrences may overlap
-        born: dict[str, int] = {}  # pairs that contain the new id, all of them new
-        for i in dict.fromkeys(where.pop(pair)):
-            old = words[i]
-            word = old.replace(pair, new)
-            n = len(word)
-            if n == len(old):  # stale index entry
-                continue
-            words[i] = word
-            freq = freqs[i]
-            at = word.find(new)
-            if n + 1 == len(old) and not same:  # one occurrence: x a b y -> x Z y
-                if at:
-                    counts[old[at - 1 : at + 1]] -= freq
-                    fresh = word[at - 1 : at + 1]
-                    born[fresh] = born.get(fresh, 0) + freq
-                    where[fresh].append(i)
-                if at + 1 < n:
-                    counts[old[at + 1 : at + 3]] -= freq
-                    fresh = word[at : at + 2]
-                    born[fresh] = born.get(fresh, 0) + freq
-                    where[fresh].append(i)
-                continue
-            # Several occurrences: walk them, counting each pair position once.
-            last_old = last_new = -1
-            shift = 0  # the occurrence at `at` in `word` sat at `at + shift` in `old`
-            while at >= 0:
-                j = at + shift
-                for k in (j - 1, j, j + 1):
-                    if last_old < k <= len(old) - 2:
-                        gone = old[k : k + 2]
-                        if gone != pair:
-                            counts[gone] -= freq
-                last_old = j + 1
-                for k in (at - 1, at):
-                    if last_new < k <= n - 2:
-                        fresh = word[k : k + 2]
-                        born[fresh] = born.get(fresh, 0) + freq
-                        where[fresh].append(i)
-                last_new = at
-                shift += 1
-                at = word.find(new, at + 1)
-        for fresh, freq in born.items():
-            counts[fresh] = freq
-            heapq.heappush(heap, (-freq, fresh))
-        if on_merge is not None:
-            on_merge()
-    return merges
 
 
 def ids_of(ids: str) -> list[int]:

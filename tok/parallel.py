@@ -11,14 +11,21 @@ main module, torch and all, in every worker, and cannot from stdin or a notebook
 Python (regex, dicts, strs), never torch, so a parent holding torch's threads is safe to fork.
 Fork them early, while the parent is small: one `Workers` can serve several maps in a row (the
 function and its arguments travel with each task). With one worker everything runs in-process.
+
+`Pinned` is the other shape of parallel work: state that stays in its process between calls (a
+shard of a table that is updated step by step, as merge training does), each call run on every
+shard at once and answered in shard order. The caller works on the first shard itself while the
+others run: with n shards there are n busy processes, and waking a worker costs no idle time.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -33,6 +40,18 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _ignore_ctrl_c() -> None:
+    """In a worker: Ctrl-C reaches the whole process group, but it is the caller's to handle
+    (it stops its workers, keeping what is done); a worker's traceback would only be noise."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _context() -> Any:
+    """fork where the system has it (see the module's docstring), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
 class Workers:
     """`n` worker processes (none for n = 1) for `map`; use as a context manager."""
 
@@ -42,9 +61,7 @@ class Workers:
 
     def __enter__(self) -> Workers:
         if self.n > 1:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = ctx.Pool(self.n)
+            self._pool = _context().Pool(self.n, initializer=_ignore_ctrl_c)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -80,3 +97,107 @@ def ordered_map(
         return
     with Workers(workers) as pool:
         yield from pool.map(fn, items)
+
+
+class Pinned:
+    """One object per shard, built as `factory(*args)`, that keeps its state between calls: the
+    first shard in this process, each other one in a worker process of its own. `call` runs a
+    method on every shard at once (this process working on the first meanwhile) and returns the
+    results in shard order. A context manager."""
+
+    def __init__(self, factory: Callable[..., Any], shard_args: Sequence[tuple[Any, ...]]) -> None:
+        self.n = len(shard_args)
+        self._factory, self._args = factory, list(shard_args)
+        self._local: Any = None
+        self._procs: list[Any] = []
+        self._conns: list[Any] = []
+
+    def __enter__(self) -> Pinned:
+        ctx = _context() if self.n > 1 else None
+        forked = ctx is not None and ctx.get_start_method() == "fork"
+        try:
+            for args in self._args[1:]:
+                assert ctx is not None
+                mine, theirs = ctx.Pipe()
+                # A forked shard inherits the arguments (no pickling) and every pipe end open
+                # here: it closes ours, so that it sees the end of its pipe when we close it or die.
+                ours = [mine, *self._conns] if forked else []
+                proc = ctx.Process(
+                    target=_serve, args=(theirs, self._factory, args, ours), daemon=True
+                )
+                proc.start()
+                theirs.close()
+                self._procs.append(proc)
+                self._conns.append(mine)
+            self._local = self._factory(*self._args[0])  # after forking: the workers stay lean
+        except BaseException:
+            self.__exit__()
+            raise
+        self._args = []  # the shards hold them now
+        return self
+
+    def call(self, method: str, *args: Any) -> list[Any]:
+        """`shard.method(*args)` for every shard, run in parallel; the results in shard order."""
+        for conn in self._conns:
+            conn.send((method, args))
+        try:
+            first = getattr(self._local, method)(*args)
+        finally:
+            answers = []
+            for conn in self._conns:  # every answer, so that none is left for the next call
+                try:
+                    _spin(conn)
+                    answers.append(conn.recv())
+                except EOFError:
+                    raise RuntimeError("a worker process ended unexpectedly") from None
+        for ok, value in answers:
+            if not ok:
+                raise RuntimeError(f"in a worker process: {value}")
+        return [first, *(value for _, value in answers)]
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self._conns:
+            conn.close()  # the shard sees the end of its pipe and returns
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():  # pragma: no cover - a shard stuck in a call
+                proc.terminate()
+                proc.join()
+        self._procs, self._conns, self._local = [], [], None
+
+
+def _spin(conn: Any, seconds: float = 0.002) -> None:
+    """Poll `conn` for a moment before a blocking read: an answer that comes within it is
+    read without the latency of putting this process to sleep and waking it."""
+    end = time.perf_counter() + seconds
+    while not conn.poll() and time.perf_counter() < end:
+        pass
+
+
+def _serve(conn: Any, factory: Callable[..., Any], args: tuple[Any, ...], ours: list[Any]) -> None:
+    """A shard's process: build the object, then answer (method, args) calls until the pipe ends."""
+    _ignore_ctrl_c()
+    for end in ours:
+        end.close()
+    obj, failed = None, ""
+    try:
+        obj = factory(*args)
+    except Exception as e:  # reported on the first call
+        failed = f"{type(e).__name__}: {e}"
+    del args
+    while True:
+        try:
+            _spin(conn)
+            method, call_args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if failed:
+                raise RuntimeError(failed)
+            answer = (True, getattr(obj, method)(*call_args))
+        except Exception as e:
+            answer = (False, f"{type(e).__name__}: {e}")
+        try:
+            conn.send(answer)
+        except OSError:  # the caller is gone (stopped while we worked)
+            return
