@@ -242,6 +242,7 @@ def _prepare(
     }
     stats = {
         "splits": sc.split_sizes(),
+        "single": sc.single,
         "tokenizer_s": t1 - t0,
         "encode_s": time.perf_counter() - t1,
     }

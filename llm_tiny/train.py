@@ -347,9 +347,12 @@ class Trainer:
         self._setup()
         t = self.cfg.train
         n_params = self.model.num_params()
+        st, docs = self.corpus.stats, ""
+        if not st.get("single", True):
+            docs = f" in {st['splits']['train'][0]:,} / {st['splits']['val'][0]:,} documents"
         self.log(
             f"{n_params:,} parameters, vocab {self.gcfg.vocab_size}, "
-            f"{self.corpus.train.n:,} train / {self.corpus.val.n:,} val tokens "
+            f"{self.corpus.train.n:,} train / {self.corpus.val.n:,} val tokens{docs} "
             f"(ready in {self.prep_seconds:.1f} s), device {self.device}"
             + (f", {d.world_size} processes" if d.world_size > 1 else "")
         )

@@ -5,23 +5,28 @@ are never trusted when damaged, and the `python -m llm_tiny.prepare` command."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_YAML
 
 import llm_tiny.data
 import llm_tiny.tokens
+from llm_tiny.checkpoint import load_checkpoint, tokenizer_of
 from llm_tiny.config import DataCfg
 from llm_tiny.corpus import documents, scan
 from llm_tiny.data import EOT, Corpus, prepare
 from llm_tiny.errors import UserError
 from llm_tiny.prepare import main as prepare_main
 from llm_tiny.tokens import build_cache, open_cache
+from llm_tiny.train import main as train_main
 from tok.bpe import Tokenizer
 from tok.stream import split_offset
 
@@ -304,6 +309,58 @@ def test_a_killed_prepare_resumes_to_the_same_caches(
     assert not list(cache.glob("*.part*"))
 
 
+CTRL_C_DRIVER = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, not a background job
+import llm_tiny.data, llm_tiny.prepare, llm_tiny.tokens, tok.learn
+tok.learn.MIN_SHARD_CHUNKS = 1  # merges learned in 2 processes
+llm_tiny.data.PIECE_CHARS = 200
+llm_tiny.tokens.SAVE_EVERY_S = 0
+me, where, calls = os.getpid(), sys.argv[1], []
+def ctrl_c_the_group_on_the_5th(real):
+    def wrapped(*args):
+        if os.getpid() == me:
+            calls.append(1)
+            if len(calls) == 5:
+                os.killpg(0, signal.SIGINT)  # what a terminal does: to every process of the job
+        return real(*args)
+    return wrapped
+if where == "merging":
+    tok.learn._Shard.merge = ctrl_c_the_group_on_the_5th(tok.learn._Shard.merge)
+else:
+    llm_tiny.tokens.atomic_write_text = ctrl_c_the_group_on_the_5th(llm_tiny.tokens.atomic_write_text)
+sys.exit(llm_tiny.prepare.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("where", ["merging", "encoding"])
+def test_ctrl_c_is_one_line_and_leaves_no_worker_behind(
+    tmp_path: Path, folder: tuple[Path, list[str]], yaml_file: Path, where: str
+) -> None:
+    path, _ = folder
+    cache = tmp_path / "c"
+    argv = [str(yaml_file), f"data.path={path}", f"data.cache_dir={cache}", "data.workers=2"]
+    driver = [sys.executable, "-c", textwrap.dedent(CTRL_C_DRIVER), where, *argv, "--quiet"]
+    proc = subprocess.Popen(
+        driver, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.decode().splitlines() == ["error: interrupted"]
+    for _ in range(100):  # the workers are gone, not left running on their own
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a worker process outlived the interrupted command")
+    assert not list(cache.glob("*.bin"))  # nothing claims to be finished
+    if where == "encoding":  # what was done is kept, to resume from
+        assert list(cache.glob("*.part.json")) and list(cache.glob("tok-*.json"))
+    done = prepare(dcfg(path, cache, workers=2), log=quiet)
+    assert cache_files(done) == cache_files(prepare(dcfg(path, tmp_path / "clean"), log=quiet))
+
+
 def test_a_progress_file_from_other_pieces_is_not_resumed(
     tmp_path: Path, folder: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -443,3 +500,21 @@ def test_cache_arrays_are_uint16_for_small_vocabularies(
     path, _ = records
     c = prepare(dcfg(path, tmp_path / "c"), log=quiet)
     assert c.train.dtype == np.uint16 and c.train.path.stat().st_size == 2 * c.train.n
+
+
+def test_training_on_a_folder_says_how_many_documents_each_split_has(
+    tmp_path: Path, folder: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, docs = folder
+    (tmp_path / "cfg.yaml").write_text(TINY_YAML, encoding="utf-8")
+    run = tmp_path / "run"
+    argv = [str(tmp_path / "cfg.yaml"), f"data.path={path}", f"data.cache_dir={tmp_path / 'c'}"]
+    assert train_main([*argv, f"train.out_dir={run}", "train.max_steps=2"]) == 0
+    sizes = scan(str(path), log=quiet).split_sizes()
+    (n_train, _), (n_val, _) = sizes["train"], sizes["val"]
+    assert n_train + n_val == len(docs) and n_val >= 1
+    c = prepare(dcfg(path, tmp_path / "c"), log=quiet)
+    line = f"{c.train.n:,} train / {c.val.n:,} val tokens in {n_train:,} / {n_val:,} documents "
+    assert line in capsys.readouterr().out
+    ck = load_checkpoint(run / "ckpt_last.pt")
+    assert EOT in tokenizer_of(ck, run / "ckpt_last.pt").special_tokens
