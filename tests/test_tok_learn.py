@@ -136,6 +136,23 @@ def test_pinned_reports_a_shard_that_died() -> None:
 
 def test_pinned_leaves_no_process_behind() -> None:
     with Pinned(Counter, [(0,), (1,), (2,)]) as shards:
-        procs = list(shards._procs)
+        procs = [proc for proc, _ in shards._hosts]
         assert len(procs) == 2 and all(p.is_alive() for p in procs)
     assert not any(p.is_alive() for p in procs)
+
+
+def test_pinned_takes_the_hosts_workers_forked_early_and_each_serves_once() -> None:
+    with Workers(3) as pool:
+        early = {proc.pid for proc, _ in pool._hosts}
+        assert len(early) == 2
+        with Pinned(Counter, [(0,), (1,)], pool) as shards:
+            (_, first), (_, second) = shards.call("add", 1)
+            assert first == os.getpid() and second in early
+        assert len(pool._hosts) == 1  # one host left; the used one has ended
+        with Pinned(Counter, [(0,), (1,), (2,)], pool) as shards:  # one left, one forked now
+            pids = [pid for _, pid in shards.call("add", 1)]
+            assert pids[1] in early and pids[2] not in early | {os.getpid()}
+        assert not pool._hosts
+    with Workers(2) as pool:
+        procs = [proc for proc, _ in pool._hosts]
+    assert procs and not any(p.is_alive() for p in procs)  # unused hosts end with the workers

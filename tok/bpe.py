@@ -248,6 +248,9 @@ class Tokenizer:
                     f"special token {text_!r} has id {new_id}, inside the merge ids "
                     f"256..{255 + n_merges}; use an id >= {256 + n_merges}"
                 )
+        if not isinstance(workers, Workers):  # one set of workers, forked while we are small
+            with Workers(workers) as pool:
+                return cls.train_pieces(pieces, vocab_size, pattern, specials, progress, pool)
         chunks = count_chunks(pieces, probe.pattern, list(probe.special_tokens), workers)
         bar = None
         if progress:

@@ -110,7 +110,8 @@ def train_merges(
     n = _n_shards(workers, len(words))
     shard_args = [(words[k::n], freqs[k::n]) for k in range(n)]  # every n-th: balanced work
     del words, freqs
-    with Pinned(_Shard, shard_args) as shards:
+    pool = workers if isinstance(workers, Workers) else None
+    with Pinned(_Shard, shard_args, pool) as shards:
         del shard_args
         counts: dict[str, int] = {}
         for part in shards.call("pair_counts"):

@@ -16,14 +16,17 @@ function and its arguments travel with each task). With one worker everything ru
 shard of a table that is updated step by step, as merge training does), each call run on every
 shard at once and answered in shard order. The caller works on the first shard itself while the
 others run: with n shards there are n busy processes, and waking a worker costs no idle time.
+The other shards live in host processes that `Workers` forks beside its pool, while the caller
+is small: a process forked later, from a caller holding a big table, would be charged (in RSS)
+for all of the caller's memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -53,22 +56,33 @@ def _context() -> Any:
 
 
 class Workers:
-    """`n` worker processes (none for n = 1) for `map`; use as a context manager."""
+    """`n` worker processes (none for n = 1) for `map`, and n - 1 idle hosts for the shards of
+    one `Pinned`, all forked at once on entering; use as a context manager."""
 
     def __init__(self, n: int = 1) -> None:
         self.n = max(1, n)
         self._pool: Any = None
+        self._hosts: list[tuple[Any, Any]] = []
 
     def __enter__(self) -> Workers:
         if self.n > 1:
-            self._pool = _context().Pool(self.n, initializer=_ignore_ctrl_c)
+            ctx = _context()
+            self._pool = ctx.Pool(self.n, initializer=_ignore_ctrl_c)
+            self._hosts = _start_hosts(ctx, self.n - 1)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _stop_hosts(self._hosts)
+        self._hosts = []
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+
+    def take_hosts(self, k: int) -> list[tuple[Any, Any]]:
+        """Up to k of the idle hosts forked on entering, for a `Pinned`'s shards."""
+        taken, self._hosts = self._hosts[:k], self._hosts[k:]
+        return taken
 
     def map(
         self, fn: Callable[[T], R], items: Iterable[T], window: int | None = None
@@ -101,35 +115,33 @@ def ordered_map(
 
 class Pinned:
     """One object per shard, built as `factory(*args)`, that keeps its state between calls: the
-    first shard in this process, each other one in a worker process of its own. `call` runs a
-    method on every shard at once (this process working on the first meanwhile) and returns the
-    results in shard order. A context manager."""
+    first shard in this process, each other one in a host process of its own (`workers`' idle
+    hosts when given, else forked now). `call` runs a method on every shard at once (this
+    process working on the first meanwhile) and returns the results in shard order. The
+    factory and the arguments of the other shards are pickled to their hosts. A context manager.
+    """
 
-    def __init__(self, factory: Callable[..., Any], shard_args: Sequence[tuple[Any, ...]]) -> None:
+    def __init__(
+        self,
+        factory: Callable[..., Any],
+        shard_args: Sequence[tuple[Any, ...]],
+        workers: Workers | None = None,
+    ) -> None:
         self.n = len(shard_args)
-        self._factory, self._args = factory, list(shard_args)
+        self._factory, self._args, self._workers = factory, list(shard_args), workers
         self._local: Any = None
-        self._procs: list[Any] = []
-        self._conns: list[Any] = []
+        self._hosts: list[tuple[Any, Any]] = []
 
     def __enter__(self) -> Pinned:
-        ctx = _context() if self.n > 1 else None
-        forked = ctx is not None and ctx.get_start_method() == "fork"
+        others = self._args[1:]
         try:
-            for args in self._args[1:]:
-                assert ctx is not None
-                mine, theirs = ctx.Pipe()
-                # A forked shard inherits the arguments (no pickling) and every pipe end open
-                # here: it closes ours, so that it sees the end of its pipe when we close it or die.
-                ours = [mine, *self._conns] if forked else []
-                proc = ctx.Process(
-                    target=_serve, args=(theirs, self._factory, args, ours), daemon=True
-                )
-                proc.start()
-                theirs.close()
-                self._procs.append(proc)
-                self._conns.append(mine)
-            self._local = self._factory(*self._args[0])  # after forking: the workers stay lean
+            if self._workers is not None:
+                self._hosts = self._workers.take_hosts(len(others))
+            if len(self._hosts) < len(others):
+                self._hosts += _start_hosts(_context(), len(others) - len(self._hosts))
+            for (_, conn), args in zip(self._hosts, others, strict=True):
+                conn.send((self._factory, args))
+            self._local = self._factory(*self._args[0])
         except BaseException:
             self.__exit__()
             raise
@@ -138,15 +150,14 @@ class Pinned:
 
     def call(self, method: str, *args: Any) -> list[Any]:
         """`shard.method(*args)` for every shard, run in parallel; the results in shard order."""
-        for conn in self._conns:
+        for _, conn in self._hosts:
             conn.send((method, args))
         try:
             first = getattr(self._local, method)(*args)
         finally:
             answers = []
-            for conn in self._conns:  # every answer, so that none is left for the next call
+            for _, conn in self._hosts:  # every answer, so that none is left for the next call
                 try:
-                    _spin(conn)
                     answers.append(conn.recv())
                 except EOFError:
                     raise RuntimeError("a worker process ended unexpectedly") from None
@@ -156,41 +167,68 @@ class Pinned:
         return [first, *(value for _, value in answers)]
 
     def __exit__(self, *exc: object) -> None:
-        for conn in self._conns:
-            conn.close()  # the shard sees the end of its pipe and returns
-        for proc in self._procs:
-            proc.join(timeout=5)
-            if proc.is_alive():  # pragma: no cover - a shard stuck in a call
-                proc.terminate()
-                proc.join()
-        self._procs, self._conns, self._local = [], [], None
+        _stop_hosts(self._hosts)  # a host serves one Pinned, then ends: its memory goes with it
+        self._hosts, self._local = [], None
 
 
-def _spin(conn: Any, seconds: float = 0.002) -> None:
-    """Poll `conn` for a moment before a blocking read: an answer that comes within it is
-    read without the latency of putting this process to sleep and waking it."""
-    end = time.perf_counter() + seconds
-    while not conn.poll() and time.perf_counter() < end:
-        pass
+# our ends of the pipes to the hosts alive now: a host forked later closes them, so that each
+# host sees the end of its own pipe when we close it or die
+_open_ends: set[Any] = set()
 
 
-def _serve(conn: Any, factory: Callable[..., Any], args: tuple[Any, ...], ours: list[Any]) -> None:
-    """A shard's process: build the object, then answer (method, args) calls until the pipe ends."""
+def _start_hosts(ctx: Any, k: int) -> list[tuple[Any, Any]]:
+    """k idle host processes, each waiting for an object to build and serve: (process, pipe end)."""
+    hosts = []
+    for _ in range(k):
+        mine, theirs = ctx.Pipe()
+        ours = [mine, *_open_ends] if ctx.get_start_method() == "fork" else []
+        proc = ctx.Process(target=_serve, args=(theirs, ours), daemon=True)
+        proc.start()
+        theirs.close()
+        _open_ends.add(mine)
+        hosts.append((proc, mine))
+    return hosts
+
+
+def _stop_hosts(hosts: list[tuple[Any, Any]]) -> None:
+    for _, conn in hosts:
+        with contextlib.suppress(OSError):
+            conn.send(None)  # the host's cue to end
+        conn.close()
+        _open_ends.discard(conn)
+    for proc, _ in hosts:
+        proc.join(timeout=5)
+        if proc.is_alive():  # pragma: no cover - a host stuck in a call
+            proc.terminate()
+            proc.join()
+
+
+def _serve(conn: Any, ours: list[Any]) -> None:
+    """A host: build the object it is sent, then answer (method, args) calls until told to end
+    (None) or the pipe ends."""
     _ignore_ctrl_c()
     for end in ours:
         end.close()
     obj, failed = None, ""
     try:
+        job = conn.recv()
+        if job is None:
+            return
+        factory, args = job
         obj = factory(*args)
+        del job, args
+    except (EOFError, OSError):
+        return
     except Exception as e:  # reported on the first call
         failed = f"{type(e).__name__}: {e}"
-    del args
     while True:
         try:
-            _spin(conn)
-            method, call_args = conn.recv()
+            msg = conn.recv()
         except (EOFError, OSError):
             return
+        if msg is None:
+            return
+        method, call_args = msg
         try:
             if failed:
                 raise RuntimeError(failed)
