@@ -518,3 +518,56 @@ def test_training_on_a_folder_says_how_many_documents_each_split_has(
     assert line in capsys.readouterr().out
     ck = load_checkpoint(run / "ckpt_last.pt")
     assert EOT in tokenizer_of(ck, run / "ckpt_last.pt").special_tokens
+
+
+# ---- the benchmark harness ----------------------------------------------------------------------
+
+
+def prepbench_rows(out: str) -> dict[str, list[str]]:
+    """The last table's rows by name: cells without the name."""
+    rows = {}
+    for line in out.splitlines():
+        if line.startswith("| ") and not line.startswith(("| run", "| ---")):
+            name, *cells = (c.strip() for c in line.strip("|").split("|"))
+            rows[name] = cells
+    return rows
+
+
+@pytest.fixture
+def bench_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(ROOT)  # prepbench runs prepare on configs/tiny.yaml
+    corpus = tmp_path / "corpus.txt"
+    shakespeare = ROOT / "data" / "tinyshakespeare.txt"  # 3.3 MB: long enough to time
+    corpus.write_text(shakespeare.read_text(encoding="utf-8") * 3, encoding="utf-8")
+    return corpus
+
+
+def test_prepbench_times_and_measures_each_worker_count(
+    bench_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llm_tiny import prepbench
+
+    assert (
+        prepbench.main(["--corpus", str(bench_corpus), "--vocab", "300", "--workers", "1,2"]) == 0
+    )
+    rows = prepbench_rows(capsys.readouterr().out)
+    assert set(rows) == {"ours, 1 worker(s)", "ours, 2 worker(s)"}
+    for cells in rows.values():
+        tok_s, enc_s, mb_s, total_s, rss, pss = (float(c.replace(",", "")) for c in cells)
+        assert 0 < tok_s + enc_s <= total_s and mb_s > 0 and 0 < pss <= rss
+
+
+def test_prepbench_runs_the_references_on_the_same_ids(
+    bench_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tokenizers", reason="an optional install for the benchmark")
+    pytest.importorskip("tiktoken", reason="an optional install for the benchmark")
+    from llm_tiny import prepbench
+
+    argv = ["--corpus", str(bench_corpus), "--vocab", "300", "--workers", "2", "--refs"]
+    assert prepbench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ids equal to ours: True" in out
+    rows = prepbench_rows(out)
+    assert float(rows["HF tokenizers train"][0]) > 0
+    assert float(rows["tiktoken, encode_ordinary_batch, 2 threads"][1]) > 0
