@@ -19,6 +19,7 @@ from conftest import TINY_YAML
 
 import llm_tiny.data
 import llm_tiny.tokens
+import tok.parallel
 from llm_tiny.checkpoint import load_checkpoint, tokenizer_of
 from llm_tiny.config import DataCfg
 from llm_tiny.corpus import documents, scan
@@ -74,6 +75,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """Documents cut into small pieces, so that several workers share each one."""
     monkeypatch.setattr(llm_tiny.data, "PIECE_CHARS", 200)
+    monkeypatch.setattr(tok.parallel, "TASK_CHARS", 500)  # a few pieces to a task, many tasks
 
 
 def dcfg(path: Path, cache: Path, **kw: object) -> DataCfg:
@@ -215,11 +217,17 @@ def some_items() -> list[tuple[bool, str]]:
     return [(i % 5 == 0, text[200 * i : 200 * (i + 1)]) for i in range(40)]
 
 
+@pytest.fixture
+def one_piece_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each piece its own worker task: a stop after the k-th piece has encoded the ones before."""
+    monkeypatch.setattr(tok.parallel, "TASK_CHARS", 1)
+    monkeypatch.setattr(llm_tiny.tokens, "SAVE_EVERY_S", 0)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_stopped_build_resumes_to_the_same_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tok300: Tokenizer, workers: int
+    tmp_path: Path, one_piece_tasks: None, tok300: Tokenizer, workers: int
 ) -> None:
-    monkeypatch.setattr(llm_tiny.tokens, "SAVE_EVERY_S", 0)
     items, eot = some_items(), tok300.special_tokens[EOT]
     clean = build_cache(tmp_path / "clean", "k", tok300, iter(items), 1, eot, quiet)
     with pytest.raises(KeyboardInterrupt):
@@ -239,9 +247,8 @@ def test_a_stopped_build_resumes_to_the_same_cache(
 
 
 def test_a_resumed_build_cuts_off_what_was_written_after_the_last_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tok300: Tokenizer
+    tmp_path: Path, one_piece_tasks: None, tok300: Tokenizer
 ) -> None:
-    monkeypatch.setattr(llm_tiny.tokens, "SAVE_EVERY_S", 0)
     items = some_items()
     clean = build_cache(tmp_path / "clean", "k", tok300, iter(items), 1, None, quiet)
     with pytest.raises(KeyboardInterrupt):
@@ -268,10 +275,11 @@ def test_a_part_without_progress_is_never_used(
 
 KILL_DRIVER = """
 import os, signal, sys
-import llm_tiny.data, llm_tiny.tokens
+import llm_tiny.data, llm_tiny.tokens, tok.parallel
 from llm_tiny.config import DataCfg
 llm_tiny.tokens.SAVE_EVERY_S = 0
 llm_tiny.data.PIECE_CHARS = 200
+tok.parallel.TASK_CHARS = 500
 real, calls = llm_tiny.tokens.atomic_write_text, []
 def kill_on_the_4th(path, text):
     calls.append(path)
@@ -312,9 +320,10 @@ def test_a_killed_prepare_resumes_to_the_same_caches(
 CTRL_C_DRIVER = """
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, not a background job
-import llm_tiny.data, llm_tiny.prepare, llm_tiny.tokens, tok.learn
+import llm_tiny.data, llm_tiny.prepare, llm_tiny.tokens, tok.learn, tok.parallel
 tok.learn.MIN_SHARD_CHUNKS = 1  # merges learned in 2 processes
 llm_tiny.data.PIECE_CHARS = 200
+tok.parallel.TASK_CHARS = 500
 llm_tiny.tokens.SAVE_EVERY_S = 0
 me, where, calls = os.getpid(), sys.argv[1], []
 def ctrl_c_the_group_on_the_5th(real):
@@ -368,6 +377,7 @@ def test_a_progress_file_from_other_pieces_is_not_resumed(
     path, _ = folder
     monkeypatch.setattr(llm_tiny.tokens, "SAVE_EVERY_S", 0)
     monkeypatch.setattr(llm_tiny.data, "PIECE_CHARS", 200)
+    monkeypatch.setattr(tok.parallel, "TASK_CHARS", 500)  # a few pieces to a task, many tasks
     real = llm_tiny.tokens.build_cache
 
     def stop_after_5(folder: Path, key: str, tok: Tokenizer, items, *rest):  # type: ignore[no-untyped-def]

@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tok.cli
+import tok.parallel
 import tok.stream
 from tok.bpe import GPT2_PATTERN, GPT4_PATTERN, Tokenizer
-from tok.parallel import ordered_map
+from tok.parallel import batched, ordered_map
 from tok.patterns import _ASCII_SPLITS, CUTTABLE, ascii_runs, cut_pieces, last_cut, next_cut
 from tok.stream import BadText, count_ids, encode_stream, read_blocks, split_offset, typecode
 
@@ -41,6 +42,12 @@ SEPS = [" ", " ", " ", "  ", "\n", "\r\n", ", ", ". ", "\u00a0", "\t"]
 corpora = st.lists(
     st.tuples(st.sampled_from(WORDS), st.sampled_from(SEPS)), min_size=1, max_size=80
 ).map(lambda ws: "".join(w + s for w, s in ws))
+
+
+@pytest.fixture(autouse=True)
+def small_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few small pieces to a worker task, so that the texts here make many tasks."""
+    monkeypatch.setattr(tok.parallel, "TASK_CHARS", 50)
 
 
 def blocks_of(text: str, sizes: list[int]) -> list[str]:
@@ -349,6 +356,21 @@ def test_ordered_map_keeps_order_and_bounds_what_is_in_flight(workers: int) -> N
 def test_ordered_map_takes_a_partial(workers: int) -> None:
     got = ordered_map(functools.partial(operator.add, 100), iter(range(10)), workers)
     assert list(got) == list(range(100, 110))
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(0, 30), max_size=40), limit=st.integers(1, 60))
+def test_batched_keeps_order_and_fills_each_task(sizes: list[int], limit: int) -> None:
+    items = list(enumerate(sizes))
+    groups = list(batched(iter(items), lambda item: item[1], limit))
+    assert [item for g in groups for item in g] == items and all(groups)
+    for g in groups[:-1]:  # each full: it reached the limit, and not before its last item
+        assert sum(n for _, n in g) >= limit > sum(n for _, n in g[:-1])
+
+
+def test_batched_defaults_to_the_task_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tok.parallel, "TASK_CHARS", 10)
+    assert list(batched(["abcd", "efgh", "ijkl", "m"], len)) == [["abcd", "efgh", "ijkl"], ["m"]]
 
 
 def test_ordered_map_of_nothing() -> None:

@@ -1,7 +1,8 @@
 """Counting the distinct chunks of a stream of text pieces, in worker processes, into one table.
 
 Each piece is split on its own (special-token texts cut out first, so no merge learns from them)
-and its chunks counted; the counts of all pieces are added up in input order. Memory follows the
+and its chunks counted, small pieces several to a task; the counts of all pieces are added up in
+input order. Memory follows the
 number of distinct chunks, never the size of the text, and the table is the same for any number
 of workers. Keys are the chunks' UTF-8 bytes as latin-1 strs, what `tok.merges` trains on.
 """
@@ -15,7 +16,7 @@ from functools import partial
 import regex
 
 from tok.merges import latin1
-from tok.parallel import Workers, ordered_map
+from tok.parallel import Workers, batched, ordered_map
 
 _setup: tuple[str, tuple[str, ...]] | None = None  # this process's (pattern, specials)
 _split: Callable[[str], list[str]] = str.split
@@ -37,12 +38,13 @@ def _chunker(pattern: str, specials: tuple[str, ...]) -> None:
     _setup = (pattern, specials)
 
 
-def count_piece(pattern: str, specials: tuple[str, ...], piece: str) -> dict[str, int]:
-    """latin-1 chunk -> count for one piece."""
+def count_pieces(pattern: str, specials: tuple[str, ...], pieces: list[str]) -> dict[str, int]:
+    """latin-1 chunk -> count over some pieces, each split on its own."""
     _chunker(pattern, specials)
     counts: Counter[str] = Counter()
-    for part in _cut_specials(piece) if _cut_specials is not None else (piece,):
-        counts.update(_split(part))
+    for piece in pieces:
+        for part in _cut_specials(piece) if _cut_specials is not None else (piece,):
+            counts.update(_split(part))
     out: dict[str, int] = {}
     for chunk, n in counts.items():
         key = latin1(
@@ -60,8 +62,8 @@ def count_chunks(
 ) -> dict[str, int]:
     """The chunk counts of all pieces added up: latin-1 chunk -> count."""
     total: dict[str, int] = {}
-    task = partial(count_piece, pattern, tuple(specials))
-    for part in ordered_map(task, pieces, workers):
+    task = partial(count_pieces, pattern, tuple(specials))
+    for part in ordered_map(task, batched(pieces, len), workers):
         if not total:
             total = part
             continue

@@ -102,6 +102,27 @@ class Workers:
             yield pending.popleft().get()
 
 
+TASK_CHARS = 1 << 19  # text enough to make a worker task worth its trip (a 1 MB piece goes alone)
+
+
+def batched(
+    items: Iterable[T], size: Callable[[T], int], limit: int | None = None
+) -> Iterator[list[T]]:
+    """Consecutive items in groups of at least `limit` (default TASK_CHARS) by `size`, the last
+    one maybe less: many small documents travel to the workers as one task, not one each."""
+    limit = TASK_CHARS if limit is None else limit
+    group: list[T] = []
+    held = 0
+    for item in items:
+        group.append(item)
+        held += size(item)
+        if held >= limit:
+            yield group
+            group, held = [], 0
+    if group:
+        yield group
+
+
 def ordered_map(
     fn: Callable[[T], R], items: Iterable[T], workers: int | Workers = 1
 ) -> Iterator[R]:

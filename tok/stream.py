@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from tok.bpe import Tokenizer
 from tok.merges import _ARRAY
-from tok.parallel import Workers, ordered_map
+from tok.parallel import Workers, batched, ordered_map
 
 BLOCK_BYTES = 1 << 20  # what one read takes from a file
 PIECE_CHARS = 1 << 20  # about what one worker task holds
@@ -138,7 +138,20 @@ def encode_stream(
     """The ids of each (starts a document, text) piece, in order, as bytes of
     `array(typecode(tok.vocab_size))`; `sep` (say an end-of-text id) goes before each document.
     Special-token texts inside the text are encoded as plain text, as `encode_ordinary` does."""
-    return ordered_map(partial(encode_item, tok.to_json(), sep), items, workers)
+    task = partial(encode_items, tok.to_json(), sep)
+    for ids in ordered_map(task, batched(items, _text_len), workers):
+        yield from ids
+
+
+def encode_items(
+    tokenizer_json: str, sep: int | None, items: list[tuple[bool, str]]
+) -> list[bytes]:
+    """`encode_item` for each of some items: small documents travel several to a task."""
+    return [encode_item(tokenizer_json, sep, item) for item in items]
+
+
+def _text_len(item: tuple[bool, str]) -> int:
+    return len(item[1])
 
 
 def count_ids(
