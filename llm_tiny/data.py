@@ -118,6 +118,11 @@ def default_tokenizer_path(dcfg: DataCfg, sc: Scan) -> Path:
     return Path(dcfg.cache_dir) / f"tok-{stem}-v{dcfg.vocab_size}-{h[:12]}.json"
 
 
+def tokenizer_path(dcfg: DataCfg, sc: Scan) -> Path:
+    """The tokenizer file this config names, else the default one for its corpus."""
+    return Path(dcfg.tokenizer) if dcfg.tokenizer else default_tokenizer_path(dcfg, sc)
+
+
 def _bar(progress: bool, total: int, desc: str) -> AbstractContextManager[Any]:
     if not progress:
         return nullcontext(None)
@@ -196,7 +201,9 @@ def prepare(
     """
     sc = scan(dcfg.path, dcfg.text_field, dcfg.val_frac, dcfg.on_bad_file, log)
     # fork the workers once, while this process is small, for both the tokenizer and the caches
-    with Workers(dcfg.workers or default_workers()) as workers:
+    # (and hosts for the merge loop only if a tokenizer is to be trained)
+    training = tokenizer is None and not tokenizer_path(dcfg, sc).is_file()
+    with Workers(dcfg.workers or default_workers(), hosts=training) as workers:
         return _prepare(sc, dcfg, tokenizer, workers, log, progress)
 
 
@@ -209,7 +216,7 @@ def _prepare(
     progress: bool,
 ) -> Corpus:
     t0 = time.perf_counter()
-    tok_path = Path(dcfg.tokenizer) if dcfg.tokenizer else default_tokenizer_path(dcfg, sc)
+    tok_path = tokenizer_path(dcfg, sc)
     if tokenizer is None:
         if tok_path.is_file():
             tokenizer = load_tokenizer(tok_path)

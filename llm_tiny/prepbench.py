@@ -79,6 +79,11 @@ def _prepare(corpus: str, vocab: int, workers: int, folder: Path) -> dict[str, f
     return r
 
 
+def _rate(mb: float, seconds: float) -> str:
+    """MB/s, or n/a where the time printed rounds to 0 (a corpus too small to time)."""
+    return f"{mb / seconds:.2f}" if seconds > 0 else "n/a"
+
+
 def _q(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         r = _prepare(a.corpus, a.vocab, w, folder)
         rows.append(
             f"| ours, {w} worker(s) | {r['tokenizer_s']:.1f} | {r['encode_s']:.1f} | "
-            f"{size / max(r['encode_s'], 0.05):.2f} | {r['s']:.1f} | {r['rss_mb']:,.0f} | {r['pss_mb']:,.0f} |"
+            f"{_rate(size, r['encode_s'])} | {r['s']:.1f} | {r['rss_mb']:,.0f} | {r['pss_mb']:,.0f} |"
         )
         print(rows[-1], flush=True)
         if a.refs and not tok_path:

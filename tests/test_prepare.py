@@ -581,3 +581,21 @@ def test_prepbench_runs_the_references_on_the_same_ids(
     rows = prepbench_rows(out)
     assert float(rows["HF tokenizers train"][0]) > 0
     assert float(rows["tiktoken, encode_ordinary_batch, 2 threads"][1]) > 0
+
+
+def test_merge_hosts_are_forked_only_to_train_a_tokenizer(
+    tmp_path: Path, folder: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    real = tok.parallel._start_hosts
+
+    def counting(ctx, k):  # type: ignore[no-untyped-def]
+        started.append(k)
+        return real(ctx, k)
+
+    monkeypatch.setattr(tok.parallel, "_start_hosts", counting)
+    path, _ = folder
+    prepare(dcfg(path, tmp_path / "c", workers=2), log=quiet)
+    assert started == [1]  # one host beside the pool, for the merge loop
+    prepare(dcfg(path, tmp_path / "c", workers=2), log=quiet)  # the tokenizer is on disk now
+    assert started == [1]

@@ -142,7 +142,7 @@ def test_pinned_leaves_no_process_behind() -> None:
 
 
 def test_pinned_takes_the_hosts_workers_forked_early_and_each_serves_once() -> None:
-    with Workers(3) as pool:
+    with Workers(3, hosts=True) as pool:
         early = {proc.pid for proc, _ in pool._hosts}
         assert len(early) == 2
         with Pinned(Counter, [(0,), (1,)], pool) as shards:
@@ -153,6 +153,8 @@ def test_pinned_takes_the_hosts_workers_forked_early_and_each_serves_once() -> N
             pids = [pid for _, pid in shards.call("add", 1)]
             assert pids[1] in early and pids[2] not in early | {os.getpid()}
         assert not pool._hosts
-    with Workers(2) as pool:
+    with Workers(2, hosts=True) as pool:
         procs = [proc for proc, _ in pool._hosts]
     assert procs and not any(p.is_alive() for p in procs)  # unused hosts end with the workers
+    with Workers(2) as pool:
+        assert not pool._hosts  # a plain map needs none

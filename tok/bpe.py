@@ -249,7 +249,7 @@ class Tokenizer:
                     f"256..{255 + n_merges}; use an id >= {256 + n_merges}"
                 )
         if not isinstance(workers, Workers):  # one set of workers, forked while we are small
-            with Workers(workers) as pool:
+            with Workers(workers, hosts=True) as pool:
                 return cls.train_pieces(pieces, vocab_size, pattern, specials, progress, pool)
         chunks = count_chunks(pieces, probe.pattern, list(probe.special_tokens), workers)
         bar = None

@@ -2,9 +2,8 @@
 
 Each piece is split on its own (special-token texts cut out first, so no merge learns from them)
 and its chunks counted, small pieces several to a task; the counts of all pieces are added up in
-input order. Memory follows the
-number of distinct chunks, never the size of the text, and the table is the same for any number
-of workers. Keys are the chunks' UTF-8 bytes as latin-1 strs, what `tok.merges` trains on.
+input order. Memory follows the number of distinct chunks, never the size of the text, and the
+table is the same for any number of workers. Keys are the chunks' UTF-8 bytes as latin-1 strs, what `tok.merges` trains on.
 """
 
 from __future__ import annotations

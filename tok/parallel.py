@@ -56,11 +56,12 @@ def _context() -> Any:
 
 
 class Workers:
-    """`n` worker processes (none for n = 1) for `map`, and n - 1 idle hosts for the shards of
-    one `Pinned`, all forked at once on entering; use as a context manager."""
+    """`n` worker processes (none for n = 1) for `map`, forked on entering; with `hosts`, also
+    n - 1 idle hosts for the shards of one `Pinned` (merge training). A context manager."""
 
-    def __init__(self, n: int = 1) -> None:
+    def __init__(self, n: int = 1, hosts: bool = False) -> None:
         self.n = max(1, n)
+        self._want_hosts = hosts
         self._pool: Any = None
         self._hosts: list[tuple[Any, Any]] = []
 
@@ -68,7 +69,8 @@ class Workers:
         if self.n > 1:
             ctx = _context()
             self._pool = ctx.Pool(self.n, initializer=_ignore_ctrl_c)
-            self._hosts = _start_hosts(ctx, self.n - 1)
+            if self._want_hosts:
+                self._hosts = _start_hosts(ctx, self.n - 1)
         return self
 
     def __exit__(self, *exc: object) -> None:
