@@ -27,7 +27,7 @@ from llm_tiny.train import LOG_FIELDS, Hooks, Trainer, read_log, run_training
 from llm_tiny.train import main as train_main
 from tok.bpe import Tokenizer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Args = Callable[..., list[str]]
 
 

@@ -76,7 +76,7 @@ def test_a_fine_tuning_run_has_its_own_steps_schedule_and_the_sources_tokenizer(
 def test_a_new_corpus_is_encoded_with_the_checkpoints_tokenizer(
     source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = (Path(__file__).resolve().parent.parent / "data" / "tiny.txt").read_text()
+    text = (Path(__file__).resolve().parents[2] / "data" / "tiny.txt").read_text()
     new = tmp_path / "new.txt"
     new.write_text(text[-16_000:], encoding="utf-8")  # the end of the Dream, not in the source
     cache = tmp_path / "cache2"

@@ -13,7 +13,7 @@ import pytest
 from tok.bpe import Tokenizer
 from tok.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "data" / "tiny.txt"
 EOT = "<|endoftext|>"
 

@@ -25,7 +25,7 @@ from tok.patterns import _ASCII_SPLITS, CUTTABLE, ascii_runs, cut_pieces, last_c
 from tok.stream import BadText, count_ids, encode_stream, read_blocks, split_offset, typecode
 
 EOT = "<|endoftext|>"
-TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
+TINY = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
 
 # Pieces of text where splits go wrong: whitespace of every kind and in runs, CRLF, contractions,
 # digits, non-ASCII letters, emoji (4-byte UTF-8, with modifiers), CJK, NBSP and ideographic

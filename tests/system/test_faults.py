@@ -29,7 +29,7 @@ from llm_tiny.checkpoint import load_checkpoint
 from llm_tiny.train import Hooks, Trainer
 from llm_tiny.train import main as train_main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Args = Callable[..., list[str]]
 TIMEOUT = 120  # s: a hang guard only, far above any healthy run here
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
+CORPUS = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
 
 
 def test_corpus_is_present_and_under_200_kb() -> None:

@@ -20,7 +20,7 @@ from llm_tiny.config import (
 from llm_tiny.errors import UserError
 from model.gpt import GPTConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import tok.bpe as bpe
 from tok import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, Tokenizer, TokenizerError, merges, patterns
 
-TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
+TINY = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
 EOT = "<|endoftext|>"
 
 

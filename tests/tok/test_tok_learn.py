@@ -18,7 +18,7 @@ from tok.counting import count_chunks
 from tok.learn import _n_shards, train_merges
 from tok.parallel import Pinned, Workers
 
-TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
+TINY = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
 WORDS = ["the", "cat", "sat", "on", "mat", "héllo", "漢字", "🙂", "42", "it's", "aaaa", "a", "ab"]
 corpora = st.lists(st.sampled_from(WORDS), min_size=1, max_size=120).map(" ".join)
 

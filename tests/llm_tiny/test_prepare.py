@@ -31,7 +31,7 @@ from llm_tiny.train import main as train_main
 from tok.bpe import Tokenizer
 from tok.stream import split_offset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "data" / "tiny.txt"
 
 

@@ -28,7 +28,7 @@ from llm_tiny.train import main as train_main
 from tok.bpe import FORMAT, GPT4_PATTERN, Tokenizer, TokenizerError
 from tok.cli import main as bpe_main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Args = Callable[..., list[str]]
 TIMEOUT = 300  # s: a hang guard for subprocesses, far above a healthy run
 

@@ -8,7 +8,7 @@ import pytest
 
 from tok import bench
 
-TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
+TINY = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
 
 
 @pytest.fixture
