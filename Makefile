@@ -3,7 +3,7 @@ PYTHON ?= python
 PKGS := llm_tiny tok model
 
 .DEFAULT_GOAL := help
-.PHONY: help format lint test
+.PHONY: help format lint test check-readme
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ test:  ## the whole test suite; fails under 80% coverage overall or 90% in tok/ 
 	@echo "coverage of the critical parts (tokenizer, attention/model), each must be >= 90%:"
 	$(PYTHON) -m coverage report --include='tok/*' --fail-under=90
 	$(PYTHON) -m coverage report --include='model/*' --fail-under=90
+
+check-readme:  ## run the README's console blocks and compare (ALL=1: also train/finetune/sweep, ~20 min)
+	$(PYTHON) tools/check_readme.py $(if $(ALL),--all)
 
 # ---- tokenizer ---------------------------------------------------------------------------------
 VOCAB ?= 1000
