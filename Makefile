@@ -36,7 +36,7 @@ bpe-train:  ## train tok/bpe.json on data/tiny.txt (VOCAB=1000)
 	$(PYTHON) -m tok.bpe train data/tiny.txt --vocab $(VOCAB) --out tok/bpe.json
 
 bench-tok:  ## tokenizer vs HF tokenizers and tiktoken; TOK_CORPUS=file TOK_PLAYS=file-or-folder
-	$(PYTHON) -m tok.bench --corpus $(TOK_CORPUS) $(if $(TOK_PLAYS),--plays $(TOK_PLAYS))
+	$(PYTHON) -m llm_tiny.bench.tokenizer --corpus $(TOK_CORPUS) $(if $(TOK_PLAYS),--plays $(TOK_PLAYS))
 
 # ---- train, evaluate, sample ------------------------------------------------------------------
 CFG ?= configs/tiny.yaml

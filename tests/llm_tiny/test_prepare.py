@@ -555,7 +555,7 @@ def bench_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_prepbench_times_and_measures_each_worker_count(
     bench_corpus: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from llm_tiny import prepbench
+    from llm_tiny.bench import prepare as prepbench
 
     assert (
         prepbench.main(["--corpus", str(bench_corpus), "--vocab", "300", "--workers", "1,2"]) == 0
@@ -572,7 +572,7 @@ def test_prepbench_runs_the_references_on_the_same_ids(
 ) -> None:
     pytest.importorskip("tokenizers", reason="an optional install for the benchmark")
     pytest.importorskip("tiktoken", reason="an optional install for the benchmark")
-    from llm_tiny import prepbench
+    from llm_tiny.bench import prepare as prepbench
 
     argv = ["--corpus", str(bench_corpus), "--vocab", "300", "--workers", "2", "--refs"]
     assert prepbench.main(argv) == 0

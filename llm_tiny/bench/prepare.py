@@ -1,8 +1,8 @@
 """Benchmark data preparation on a big corpus, side by side with HF `tokenizers` and `tiktoken`.
 
-    python -m llm_tiny.prepbench --corpus big.txt --vocab 4096 --workers 1,2 [--refs]
+    python -m llm_tiny.bench.prepare --corpus big.txt --vocab 4096 --workers 1,2 [--refs]
 
-Each run is a child process watched by `llm_tiny.treemem` (peak RSS and PSS of its whole process
+Each run is a child process watched by `llm_tiny.bench.memory` (peak RSS and PSS of its whole process
 tree): our `prepare` with each worker count (fresh caches each time; the tokenizer and encoding
 seconds come from its summary), then, with --refs, HF `tokenizers` training the same vocabulary
 with our split pattern from the file, and `tiktoken` given our merges encoding our training split
@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llm_tiny.treemem import watch
+from llm_tiny.bench.memory import watch
 
 _HF = """
 import json, sys, time
@@ -39,7 +39,7 @@ t = time.perf_counter(); tk.train([path], trainer); print(json.dumps({"s": time.
 _TIKTOKEN = """
 import json, sys, time, numpy as np, tiktoken
 from tok.bpe import Tokenizer
-from tok.bench import tiktoken_from
+from llm_tiny.bench.tokenizer import tiktoken_from
 from tok.patterns import cut_pieces
 from tok.stream import PIECE_CHARS, split_offset
 path, tok_path, cache = sys.argv[1:4]
@@ -99,9 +99,9 @@ def _child(code: str, *args: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m llm_tiny.prepbench --corpus FILE [--vocab N] [--workers 1,2] [--refs]"""
+    """python -m llm_tiny.bench.prepare --corpus FILE [--vocab N] [--workers 1,2] [--refs]"""
     p = argparse.ArgumentParser(
-        prog="python -m llm_tiny.prepbench", description=__doc__.split("\n")[0]
+        prog="python -m llm_tiny.bench.prepare", description=__doc__.split("\n")[0]
     )
     p.add_argument("--corpus", required=True)
     p.add_argument("--vocab", type=int, default=4096)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tok import bench
+from llm_tiny.bench import tokenizer as bench
 
-TINY = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
+TINY = Path(__file__).resolve().parents[3] / "data" / "tiny.txt"
 
 
 @pytest.fixture

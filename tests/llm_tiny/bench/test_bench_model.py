@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm_tiny import bench
-from tok import bench as tok_bench
+from llm_tiny.bench import model as bench
+from llm_tiny.bench import tokenizer as tok_bench
 
 QUICK = ["--repeats", "2", "--warmup", "1", "--batch-size", "4", "--gen-tokens", "4"]
 

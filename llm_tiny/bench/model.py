@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from llm_tiny import train
+from llm_tiny.bench import tokenizer as tok_bench
 from llm_tiny.config import Config, load_config
 from llm_tiny.errors import ArgumentParser, UserError, cli
 from llm_tiny.optim import optimizer_for
@@ -419,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         const="",
         default=None,
         metavar="CORPUS",
-        help="also run the tokenizer benchmark (tok.bench) on CORPUS (default: data/tiny.txt)",
+        help="also run the tokenizer benchmark (llm_tiny.bench.tokenizer) on CORPUS (default: data/tiny.txt)",
     )
     ap.add_argument("--out", default=None, help="append the report to this markdown file")
     args = ap.parse_args(argv)
@@ -468,9 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     body = markdown_table(COLUMNS, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
     if args.tokenizer is not None:
-        from tok import bench as tok_bench  # the tokenizer's own benchmark, run as it is
-
-        log("tokenizer benchmark (tok.bench)")
+        log("tokenizer benchmark (llm_tiny.bench.tokenizer)")
         body += "\n\n" + (tok_bench.report(corpus) if corpus else tok_bench.report())
     print(body)
     if args.out:

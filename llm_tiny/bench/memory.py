@@ -1,6 +1,6 @@
 """Run a command and watch the memory of its whole process tree (the command and every worker).
 
-    python -m llm_tiny.treemem -- python -m llm_tiny.prepare configs/tiny.yaml data.path=big.txt
+    python -m llm_tiny.bench.memory -- python -m llm_tiny.prepare configs/tiny.yaml data.path=big.txt
 
 Every 0.2 s it adds up, over the process and all its descendants, the resident set (RSS: pages
 a forked worker shares with its parent count in both, so this overstates) and the proportional
@@ -72,11 +72,11 @@ def watch(cmd: list[str], interval: float = 0.2) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m llm_tiny.treemem -- COMMAND ..."""
+    """python -m llm_tiny.bench.memory -- COMMAND ..."""
     p = argparse.ArgumentParser(
-        prog="python -m llm_tiny.treemem",
+        prog="python -m llm_tiny.bench.memory",
         description="Peak memory (RSS and PSS) of a command's whole process tree.",
-        epilog="example: python -m llm_tiny.treemem -- python -m llm_tiny.prepare configs/tiny.yaml",
+        epilog="example: python -m llm_tiny.bench.memory -- python -m llm_tiny.prepare configs/tiny.yaml",
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     a = p.parse_args(argv)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give a command after --")
     r = watch(cmd)
     print(
-        f"treemem: {r['s']:.1f} s, peak tree RSS {r['rss_mb']:,.0f} MB, "
+        f"memory: {r['s']:.1f} s, peak tree RSS {r['rss_mb']:,.0f} MB, "
         f"peak tree PSS {r['pss_mb']:,.0f} MB, exit {r['code']}",
         file=sys.stderr,
     )

@@ -1,0 +1,7 @@
+"""Measurement tools, kept out of the library's import path (nothing in llm_tiny imports them).
+
+python -m llm_tiny.bench CONFIG ...            model: train / infer / generate tokens/s, memory, MFU
+python -m llm_tiny.bench.tokenizer ...         tokenizer: ours vs HF tokenizers and tiktoken
+python -m llm_tiny.bench.prepare ...           prepare: MB/s and peak memory per worker count
+python -m llm_tiny.bench.memory -- CMD ...     peak RSS/PSS of a command's whole process tree
+"""
