@@ -61,7 +61,7 @@ class ModelCfg:
     tie_weights: bool = False
     attn: str = _f("auto", choices=("auto", "sdpa", "naive"))
     qk_norm: bool = False  # RMS-normalised q and k per head
-    activation: str = _f("gelu", choices=("gelu", "relu2"))
+    activation: str = _f("gelu", choices=("gelu", "gelu_tanh", "relu2"))
     zero_init: bool = False  # attention and MLP output projections start at zero
 
 

@@ -134,7 +134,8 @@ def hf_model(model: TinyGPT, eos: int | None) -> Any:
     )
     shared |= dict(tie_word_embeddings=cfg.tie_weights, use_cache=True)
     attn_p = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
-    act = "relu2" if cfg.activation == "relu2" else "gelu"  # "gelu" is torch's exact (erf) GELU
+    # "gelu" is torch's exact (erf) GELU; "gelu_new" GPT-2's tanh one (torch's to ~1e-7)
+    act = {"relu2": "relu2", "gelu_tanh": "gelu_new"}.get(cfg.activation, "gelu")
     kw: dict[str, Any]
     if cfg.rope:  # eps: torch's LayerNorm default, as ours; rotary on all of each head
         kw = dict(

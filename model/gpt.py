@@ -14,7 +14,7 @@ from torch import Tensor
 from model.sampling import check_sampling, sample_logits
 
 ATTN_IMPLS = ("auto", "sdpa", "naive")
-ACTIVATIONS = ("gelu", "relu2")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")  # gelu_tanh: GPT-2's tanh approximation
 ROPE_BASE = 10000.0
 
 
@@ -34,7 +34,7 @@ class GPTConfig:
     tie_weights: bool = False  # LM head shares the token embedding
     attn: str = "auto"  # "auto" | "sdpa" | "naive"
     qk_norm: bool = False  # RMS-normalise each head's q and k (before rotary)
-    activation: str = "gelu"  # MLP nonlinearity: "gelu" | "relu2" (relu(x)^2)
+    activation: str = "gelu"  # MLP nonlinearity: "gelu" (erf) | "gelu_tanh" | "relu2" (relu(x)^2)
     zero_init: bool = False  # residual output projections start at zero: blocks begin as identity
 
     def __post_init__(self) -> None:
@@ -168,7 +168,8 @@ class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.act: nn.Module = ReLU2() if cfg.activation == "relu2" else nn.GELU()
+        tanh = "tanh" if cfg.activation == "gelu_tanh" else "none"
+        self.act: nn.Module = ReLU2() if cfg.activation == "relu2" else nn.GELU(approximate=tanh)
         self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 

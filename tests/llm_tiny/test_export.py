@@ -83,7 +83,13 @@ ARCHS = [
     pytest.param(
         dict(rope=False, bias=True, activation="relu2"), "GPT2LMHeadModel", id="gpt2-bias-relu2"
     ),
+    pytest.param(  # GPT-2's own switches
+        dict(rope=False, bias=True, tie_weights=True, activation="gelu_tanh"),
+        "GPT2LMHeadModel",
+        id="gpt2-shape",
+    ),
     pytest.param(dict(rope=True), "GPTNeoXForCausalLM", id="neox"),
+    pytest.param(dict(rope=True, activation="gelu_tanh"), "GPTNeoXForCausalLM", id="neox-tanh"),
     pytest.param(
         dict(rope=True, tie_weights=True, bias=True), "GPTNeoXForCausalLM", id="neox-tied-bias"
     ),
