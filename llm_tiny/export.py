@@ -27,6 +27,7 @@ import torch
 
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.errors import ArgumentParser, RunError, UserError, cli, one_line
+from llm_tiny.hf_in import FINAL_NORM, GPT2_NAMES, NEOX_NAMES
 from model.gpt import ROPE_BASE, GPTConfig, TinyGPT
 from tok.bpe import Tokenizer
 
@@ -38,13 +39,6 @@ TOLERANCE = 1e-4  # largest |logit difference| the check accepts (fp32)
 PROBE = "Hello, world! It's 2024: 3.14159\r\n\tdon't  stop   \u65e5\u672c \U0001f600\x00\nline\n\n"
 
 
-# our modules in a Block -> theirs in an HF layer; the final LayerNorm by rope
-GPT2_NAMES = {"ln1": "ln_1", "ln2": "ln_2", "attn.qkv": "attn.c_attn", "attn.proj": "attn.c_proj"}
-GPT2_NAMES |= {"mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}
-NEOX_NAMES = {"ln1": "input_layernorm", "ln2": "post_attention_layernorm"}
-NEOX_NAMES |= {"attn.qkv": "attention.query_key_value", "attn.proj": "attention.dense"}
-NEOX_NAMES |= {"mlp.fc": "mlp.dense_h_to_4h", "mlp.proj": "mlp.dense_4h_to_h"}
-FINAL_NORM = {False: "ln_f", True: "final_layer_norm"}
 ROTARY = {"rope_type": "default", "rope_theta": ROPE_BASE, "partial_rotary_factor": 1.0}
 
 
