@@ -4,6 +4,8 @@ A checkpoint is a dict of tensors and plain Python values (see `KEYS`): the mode
 resolved run config, optimizer and grad-scaler state, the step, the best validation loss, every RNG state
 the run uses, the bookkeeping a bit-exact resume needs, and the tokenizer itself as JSON. `sample` and
 `eval` need nothing else. Loading never unpickles code: torch's weights-only unpickler refuses it.
+`load_any` also takes a Hugging Face model folder (GPT-2, or our own export; `llm_tiny.hf_in`) and
+returns it as such a dict, step 0 and no run config, so every command reads both the same way.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from llm_tiny import hf_in
 from llm_tiny.errors import RunError, UserError, one_line
 from llm_tiny.files import atomic_write_bytes
 from model.gpt import GPTConfig, TinyGPT
@@ -107,6 +110,21 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
         ) from None
     validate_checkpoint(ckpt, p)
     return ckpt
+
+
+def load_any(path: str | os.PathLike[str], block_size: int | None = None) -> dict[str, Any]:
+    """A checkpoint file (load_checkpoint), or a model folder as a checkpoint of step 0.
+
+    block_size cuts a folder's context (its position table is cropped); a file's is its own."""
+    if not hf_in.is_folder(path):
+        return load_checkpoint(path)
+    cfg, sd = hf_in.read_model(path, block_size)
+    tok = hf_in.read_tokenizer(path)
+    ck: dict[str, Any] = dict(format=FORMAT, version=VERSION, model=sd, model_config=asdict(cfg))
+    ck |= dict(config={}, optimizer={}, scaler={}, step=0, best_val_loss=None, rng={})
+    ck |= dict(train_state={}, tokenizer=tok.to_json(), tokenizer_fingerprint=tok.fingerprint())
+    validate_checkpoint(ck, path)
+    return ck
 
 
 def validate_checkpoint(ckpt: object, path: str | os.PathLike[str]) -> None:

@@ -5,7 +5,8 @@
 
 The split is cut into consecutive block_size windows (the last one shorter), so every token but the first
 is predicted exactly once. Bits per byte = total nats / (ln 2 x the UTF-8 bytes of the predicted tokens):
-a number that compares across tokenizers. Each run appends a row to eval.csv beside the checkpoint.
+a number that compares across tokenizers. Each run appends a row to eval.csv beside the checkpoint (in
+it, for a Hugging Face GPT-2 folder: `--ckpt gpt2 --data FILE`; its context is 1,024, so a small --batch_size).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def evaluate_checkpoint(
 
     threads: torch CPU threads for this call (default: the run's train.threads, else torch's).
     """
-    ck = ckpt_io.load_checkpoint(ckpt_path)
+    ck = ckpt_io.load_any(ckpt_path)
     tcfg = ck["config"].get("train", {}) if isinstance(ck["config"], dict) else {}
     n = threads if threads is not None else tcfg.get("threads")
     before = torch.get_num_threads()
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Validation loss, perplexity and bits per byte of a checkpoint.",
         epilog="example: python -m llm_tiny.eval --ckpt runs/tiny/ckpt_best.pt",
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint file (ckpt_best.pt or ckpt_last.pt)")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        help="checkpoint file (ckpt_best.pt or ckpt_last.pt), or a Hugging Face GPT-2 folder",
+    )
     p.add_argument("--data", help="text file to score (default: the corpus the model trained on)")
     p.add_argument(
         "--split",
@@ -156,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     row = {k: r[k] for k in EVAL_FIELDS}
     row["tokens"], row["bytes"] = int(r["tokens"]), int(r["bytes"])
     try:
-        CSVLogger(Path(a.ckpt).parent / "eval.csv", EVAL_FIELDS).log(row)
+        where = Path(a.ckpt) if Path(a.ckpt).is_dir() else Path(a.ckpt).parent  # a model folder
+        CSVLogger(where / "eval.csv", EVAL_FIELDS).log(row)
     except (OSError, ValueError) as e:
         print(f"note: could not append to eval.csv: {e}", file=sys.stderr)
     return 0

@@ -194,14 +194,17 @@ def model_card(
     """README.md for the folder: where the model comes from, what it saw, how well it did."""
     cfg, run = ck["model_config"], ck["config"]
     batch, step = run.get("train", {}).get("batch_size"), ck["step"]
+    folder = ckpt_path.is_dir()  # a Hugging Face folder read in (llm_tiny.hf_in), not our run
+    name = ckpt_path.name if folder else ckpt_path.parent.name
+    made = "read from the model folder" if folder else "trained with llm-tiny and exported from"
     lines = [
         "---",
         "library_name: transformers",
         "tags: [llm-tiny]",
         "---",
-        f"# {ckpt_path.parent.name or 'llm-tiny'} ({arch})",
+        f"# {name or 'llm-tiny'} ({arch})",
         "",
-        f"A {n_params:,}-parameter causal language model trained with llm-tiny and exported from "
+        f"A {n_params:,}-parameter causal language model {made} "
         f"`{ckpt_path}` (step {step}) by `{cmd}`. It loads with `transformers` alone (no remote code).",
         "",
         f"- corpus: `{run.get('data', {}).get('path', 'unknown')}`",
@@ -272,7 +275,7 @@ def check_folder(folder: Path, model: TinyGPT, tok: Tokenizer, vocab: dict[str, 
 
 def export(ckpt_path: Path, out: Path, cmd: str) -> dict[str, Any]:
     """Write the HF folder for the checkpoint at ckpt_path to out, checked; returns a summary."""
-    ck = ckpt_io.load_checkpoint(ckpt_path)
+    ck = ckpt_io.load_any(ckpt_path)
     cfg = ckpt_io.model_config(ck, ckpt_path)
     why = refusal(cfg)
     if why:
@@ -325,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "with no custom code. Needs: " + INSTALL,
         epilog="example: python -m llm_tiny.export --ckpt runs/tiny/ckpt_best.pt --out runs/tiny/hf",
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint file")
+    p.add_argument("--ckpt", required=True, help="checkpoint file, or a Hugging Face GPT-2 folder")
     p.add_argument("--out", required=True, help="folder to write (created; its files replaced)")
     a = p.parse_args(argv)
     cmd = shlex.join(["python", "-m", "llm_tiny.export", "--ckpt", a.ckpt, "--out", a.out])

@@ -12,6 +12,7 @@ compute exactly is refused in one line, never loaded as a different model.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ CONVERT = (
 )
 
 
-def is_folder(path: str | Path) -> bool:
+def is_folder(path: str | os.PathLike[str]) -> bool:
     """Whether `path` names a model folder (rather than one of our checkpoint files)."""
     return Path(path).is_dir()
 
@@ -241,14 +242,16 @@ def our_state_dict(
     return out
 
 
-def read_model(path: str | Path, block_size: int | None = None) -> tuple[GPTConfig, dict[str, Any]]:
+def read_model(
+    path: str | os.PathLike[str], block_size: int | None = None
+) -> tuple[GPTConfig, dict[str, Any]]:
     """The TinyGPT config and state dict of the model folder at path (no tokenizer read)."""
     folder = Path(path)
     cfg = gpt_config(read_config(folder), folder, block_size)
     return cfg, our_state_dict(read_weights(folder), cfg, folder)
 
 
-def read_tokenizer(path: str | Path) -> Tokenizer:
+def read_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     """The folder's tokenizer (vocab.json + merges.txt, or tokenizer.json) with its own ids."""
     try:
         from tok.gpt2 import load_gpt2

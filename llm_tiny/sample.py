@@ -83,7 +83,7 @@ def write(text: str) -> None:
 
 def generate_text(a: argparse.Namespace) -> None:
     """Load the checkpoint named by the parsed flags and print its samples as they come."""
-    ck = ckpt_io.load_checkpoint(a.ckpt)
+    ck = ckpt_io.load_any(a.ckpt)
     tok = ckpt_io.tokenizer_of(ck, a.ckpt)
     model = ckpt_io.build_model(ck, a.ckpt)
     dev = pick_device(a.device, 0)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog='example: python -m llm_tiny.sample --ckpt runs/tiny/ckpt_best.pt --prompt "Hello" '
         "--steps 100 --top_k 50 --top_p 0.95 --temp 0.9 --seed 1",
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint file")
+    p.add_argument("--ckpt", required=True, help="checkpoint file, or a Hugging Face GPT-2 folder")
     p.add_argument("--prompt", default="\n", help='text to continue (default: a newline; "" too)')
     p.add_argument("--steps", type=int, default=200, help="tokens to generate per sample")
     p.add_argument("--temp", type=float, default=0.9, help="softmax temperature, > 0")
