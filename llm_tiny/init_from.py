@@ -3,6 +3,8 @@
 The new run takes the checkpoint's weights, its tokenizer (the new corpus is encoded with it, no new one
 is trained) and its model shape; the optimizer, the LR schedule, the step and the best loss start fresh.
 `train.resume=true` is different: it continues the same run (same step, optimizer state and RNG).
+The source may be a Hugging Face GPT-2 folder (`llm_tiny.hf_in`): a set model.block_size below its
+n_positions crops its position table, as nanoGPT does; every other shape field is the folder's.
 
 The model section is the checkpoint's. Only the fields in FREE keep the config's value: dropout is a
 training choice, and `attn` picks an implementation of the same function. Every other field, and
@@ -113,7 +115,9 @@ def start(
                 f"train.init_from={cfg.train.init_from} is this run's own checkpoint: continue the "
                 "run with train.resume=true, or start the new one in another train.out_dir"
             )
-        src: Mapping[str, Any] = ckpt_io.load_checkpoint(cfg.train.init_from)
+        bs = cfg.model.block_size  # a model folder's context may be cut to a set block_size
+        cut = _is_set("model.block_size", bs, ModelCfg().block_size, explicit)
+        src: Mapping[str, Any] = ckpt_io.load_any(cfg.train.init_from, bs if cut else None)
         src_path = Path(cfg.train.init_from)
     else:
         src, src_path = resume, out_dir / "ckpt_last.pt"

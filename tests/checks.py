@@ -31,3 +31,17 @@ def assert_same_state(a: Path, b: Path) -> None:
         for k, x in sa[i].items():  # AdamW's moments and step, or Muon's momentum
             y = sb[i][k]
             assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, (i, k)
+
+
+def random_gpt2(folder: Path, seed: int = 0, **conf: object) -> torch.nn.Module:
+    """A GPT2LMHeadModel with every weight random (norms near 1), saved by transformers to folder."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**conf)).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            p.normal_(1.0 if "ln" in name and name.endswith("weight") else 0.0, 0.2)
+    hf.save_pretrained(folder)
+    return hf

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from checks import random_gpt2
 
 from llm_tiny import hf_in
 from llm_tiny.data import encode_file
@@ -36,15 +37,9 @@ def tok(session_tokenizer: Path, monkeypatch: pytest.MonkeyPatch) -> Tokenizer:
 
 def gpt2_folder(folder: Path, vocab: int, **conf: Any) -> Any:
     """A random GPT-2-shaped folder written by transformers; its model in eval mode."""
-    transformers.utils.logging.set_verbosity_error()
-    shape = dict(vocab_size=vocab, n_positions=N_POS, n_embd=32, n_layer=2, n_head=4)
-    torch.manual_seed(0)
-    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**shape, **conf)).eval()
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            p.normal_(1.0 if "ln" in name and name.endswith("weight") else 0.0, 0.2)
-    hf.save_pretrained(folder)
-    return hf
+    return random_gpt2(
+        folder, vocab_size=vocab, n_positions=N_POS, n_embd=32, n_layer=2, n_head=4, **conf
+    )
 
 
 def test_eval_of_a_folder_is_transformers_loss_on_the_same_windows(

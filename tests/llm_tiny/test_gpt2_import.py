@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from checks import random_gpt2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,16 +30,10 @@ SHAPE = dict(vocab_size=V, n_positions=N_POS, n_embd=32, n_layer=2, n_head=4)
 
 
 def make_gpt2(folder: Path, seed: int = 0, **conf: Any) -> Any:
-    """A random GPT2LMHeadModel saved (save_pretrained) to folder; returned in eval mode."""
-    transformers.utils.logging.set_verbosity_error()
-    cfg = transformers.GPT2Config(**(SHAPE | dict(bos_token_id=V - 1, eos_token_id=V - 1) | conf))
-    torch.manual_seed(seed)
-    hf = transformers.GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            p.normal_(1.0 if "ln" in name and name.endswith("weight") else 0.0, 0.2)
-    hf.save_pretrained(folder)
-    return hf
+    """A random GPT-2-shaped model saved (save_pretrained) to folder; returned in eval mode."""
+    return random_gpt2(
+        folder, seed, **(SHAPE | dict(bos_token_id=V - 1, eos_token_id=V - 1) | conf)
+    )
 
 
 def ours(folder: Path, block_size: int | None = None) -> TinyGPT:
