@@ -33,8 +33,9 @@ def assert_same_state(a: Path, b: Path) -> None:
             assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, (i, k)
 
 
-def random_gpt2(folder: Path, seed: int = 0, **conf: object) -> torch.nn.Module:
-    """A GPT2LMHeadModel with every weight random (norms near 1), saved by transformers to folder."""
+def random_gpt2(folder: Path, seed: int = 0, std: float = 0.2, **conf: object) -> torch.nn.Module:
+    """A GPT2LMHeadModel with every weight random (norms near 1, biases too: transformers' init
+    zeroes them), saved by transformers to folder."""
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
@@ -42,6 +43,6 @@ def random_gpt2(folder: Path, seed: int = 0, **conf: object) -> torch.nn.Module:
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**conf)).eval()
     with torch.no_grad():
         for name, p in hf.named_parameters():
-            p.normal_(1.0 if "ln" in name and name.endswith("weight") else 0.0, 0.2)
+            p.normal_(1.0 if "ln" in name and name.endswith("weight") else 0.0, std)
     hf.save_pretrained(folder)
     return hf

@@ -208,3 +208,26 @@ def test_our_exported_folders_load_back_as_the_same_model(
     assert back.cfg == cfg
     a, b = m.state_dict(), back.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_the_full_124m_shape_gives_transformers_logits_over_the_whole_context(
+    tmp_path: Path,
+) -> None:
+    """openai-community/gpt2's own config (12 x 768, 1,024 positions, 50,257 tokens), random weights."""
+    hf = random_gpt2(tmp_path, std=0.02)  # GPT2Config's defaults: the 124M model; GPT-2's init std
+    m = ours(tmp_path)
+    assert (m.cfg.n_layer, m.cfg.n_embd, m.cfg.block_size, m.cfg.vocab_size) == (
+        12,
+        768,
+        1024,
+        50257,
+    )
+    assert m.num_params() == sum(p.numel() for p in hf.parameters()) == 124_439_808
+    x = torch.randint(50257, (1, 1024), generator=torch.Generator().manual_seed(0))
+    assert max_diff(hf, m, x) <= 1e-4
+    prompt = x[:, :8]
+    theirs = hf.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False
+    )
+    assert m.generate(prompt, 8, top_k=1).tolist() == theirs.tolist()
