@@ -191,9 +191,12 @@ def read_pickle(path: Path) -> dict[str, torch.Tensor]:
 def our_state_dict(
     hf: dict[str, torch.Tensor], cfg: GPTConfig, folder: Path
 ) -> dict[str, torch.Tensor]:
-    """The folder's tensors under TinyGPT's names and layouts (fp32), positions cut to block_size."""
+    """The folder's tensors under TinyGPT's names and layouts (fp32), positions cut to block_size.
+
+    Empties `hf` as it goes, so a large model is held once plus one tensor, not twice."""
     prefix = "gpt_neox." if cfg.rope else "transformer."
     sd = {k.removeprefix(prefix): v for k, v in hf.items() if not k.endswith(BUFFERS)}
+    hf.clear()
     names, layer = (NEOX_NAMES, "layers") if cfg.rope else (GPT2_NAMES, "h")
     emb, head = ("embed_in", "embed_out") if cfg.rope else ("wte", "lm_head")
     H, hd = cfg.n_head, cfg.n_embd // cfg.n_head
