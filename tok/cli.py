@@ -198,7 +198,10 @@ def _cmd_encode(args: argparse.Namespace) -> None:
         raise UsageError("give TEXT or --input FILE, not both")
     tok = Tokenizer.load(args.model)
     text = args.text if args.text is not None else _read_text(args.input)
-    ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    try:
+        ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    except TokenizerError as err:  # e.g. a split pattern that skips characters: the file's fault
+        raise TokenizerError(f"{args.model}: {err}") from None
     print(json.dumps(ids) if args.json else " ".join(map(str, ids)))
 
 
