@@ -13,23 +13,27 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tok.bpe import Tokenizer, TokenizerError, _is_int
+from tok.errors import TokenizerError, is_int
 from tok.parallel import default_workers
-from tok.patterns import CUTTABLE, PATTERNS, cut_pieces
+from tok.patterns import CUTTABLE, PATTERNS, cut_pieces, pattern_regex
 from tok.stream import PIECE_CHARS, BadText, count_ids, decode_utf8, read_blocks
+from tok.tokenizer import Tokenizer
 
 _RATIO_PIECES = 64  # pieces of the file that the bytes-per-token figure is measured on
 
 
-class _UsageError(Exception):
+class UsageError(Exception):
     """A command-line mistake, reported as one line and exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise UsageError (one line, exit 2) instead of exiting."""
+
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}")
 
 
+MODEL_HELP = "tokenizer JSON file, or a GPT-2 folder (vocab.json + merges.txt, or tokenizer.json)"
 _TRAIN_EXAMPLES = """examples:
   python -m tok.bpe train data/tiny.txt --vocab 1000 --out tok/bpe.json
   python -m tok.bpe train corpus.txt --vocab 4096 --pattern gpt2 --special '<|endoftext|>' --out big.json
@@ -38,6 +42,7 @@ _ENCODE_EXAMPLES = """examples:
   python -m tok.bpe encode --model tok/bpe.json "To be, or not to be"
   python -m tok.bpe encode --model tok/bpe.json --input data/tiny.txt --json > ids.json
   echo "hello" | python -m tok.bpe encode --model tok/bpe.json
+  python -m tok.bpe encode --model gpt2 "Hello world"     # a GPT-2 folder: GPT-2's own ids
 """
 _DECODE_EXAMPLES = """examples:
   python -m tok.bpe decode --model tok/bpe.json 434 315 44 524 330 295 315
@@ -48,7 +53,7 @@ _DECODE_EXAMPLES = """examples:
 
 def _build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(
+    parser = Parser(
         prog="python -m tok.bpe",
         description="Train a byte-level BPE tokenizer, encode text to ids, decode ids to text.",
         epilog=_TRAIN_EXAMPLES
@@ -87,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     encode = sub.add_parser(
         "encode", help="print the ids of a text", epilog=_ENCODE_EXAMPLES, formatter_class=fmt
     )
-    encode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
+    encode.add_argument("--model", required=True, metavar="PATH", help=MODEL_HELP)
     encode.add_argument("text", nargs="?", metavar="TEXT", help="text to encode (default: stdin)")
     encode.add_argument("--input", metavar="FILE", help="encode this UTF-8 file instead")
     encode.add_argument("--json", action="store_true", help="print a JSON list")
@@ -98,7 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     decode = sub.add_parser(
         "decode", help="print the text of some ids", epilog=_DECODE_EXAMPLES, formatter_class=fmt
     )
-    decode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
+    decode.add_argument("--model", required=True, metavar="PATH", help=MODEL_HELP)
     decode.add_argument("ids", nargs="*", metavar="IDS", help="ids to decode (default: stdin)")
     decode.add_argument(
         "--input", metavar="FILE", help="read ids from a file: whitespace-separated or a JSON list"
@@ -118,7 +123,7 @@ def _parse_ids(words: list[str]) -> list[int]:
         try:
             ids.append(int(word))
         except ValueError:
-            raise _UsageError(f"not an integer id: {word!r}") from None
+            raise UsageError(f"not an integer id: {word!r}") from None
     return ids
 
 
@@ -154,14 +159,14 @@ def _pieces(
 def _cmd_train(args: argparse.Namespace) -> None:
     n_special = len(args.special)
     if args.vocab < 256 + n_special:
-        raise _UsageError(
+        raise UsageError(
             f"--vocab must be at least {256 + n_special} (256 bytes + {n_special} special tokens)"
         )
     if not Path(args.out).parent.is_dir():
-        raise _UsageError(f"--out {args.out}: its directory does not exist")
+        raise UsageError(f"--out {args.out}: its directory does not exist")
     if args.workers < 1:
-        raise _UsageError(f"--workers must be at least 1, got {args.workers}")
-    pattern, size = PATTERNS[args.pattern], os.stat(args.input).st_size
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    pattern, size = pattern_regex(args.pattern), os.stat(args.input).st_size
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught, _bar(size, args.quiet, "count") as bar:
         warnings.simplefilter("always")
@@ -190,16 +195,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_encode(args: argparse.Namespace) -> None:
     if args.text is not None and args.input is not None:
-        raise _UsageError("give TEXT or --input FILE, not both")
+        raise UsageError("give TEXT or --input FILE, not both")
     tok = Tokenizer.load(args.model)
     text = args.text if args.text is not None else _read_text(args.input)
-    ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    try:
+        ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    except TokenizerError as err:  # e.g. a split pattern that skips characters: the file's fault
+        raise TokenizerError(f"{args.model}: {err}") from None
     print(json.dumps(ids) if args.json else " ".join(map(str, ids)))
 
 
 def _cmd_decode(args: argparse.Namespace) -> None:
     if args.ids and args.input is not None:
-        raise _UsageError("give IDS or --input FILE, not both")
+        raise UsageError("give IDS or --input FILE, not both")
     tok = Tokenizer.load(args.model)
     if args.ids:
         ids = _parse_ids(args.ids)
@@ -209,9 +217,9 @@ def _cmd_decode(args: argparse.Namespace) -> None:
             try:
                 ids = json.loads(raw)
             except ValueError as err:  # bad JSON, or an integer too long to convert
-                raise _UsageError(f"the ids are not a valid JSON list: {err}") from None
-            if not isinstance(ids, list) or not all(map(_is_int, ids)):
-                raise _UsageError("the ids must be a JSON list of integers")
+                raise UsageError(f"the ids are not a valid JSON list: {err}") from None
+            if not isinstance(ids, list) or not all(map(is_int, ids)):
+                raise UsageError("the ids must be a JSON list of integers")
         else:
             ids = _parse_ids(raw.split())
     _write_stdout(tok.decode(ids))
@@ -224,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         {"train": _cmd_train, "encode": _cmd_encode, "decode": _cmd_decode}[args.command](args)
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
-    except (_UsageError, TokenizerError, BadText) as err:
+    except (UsageError, TokenizerError, BadText) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
