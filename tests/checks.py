@@ -39,6 +39,7 @@ def random_gpt2(folder: Path, seed: int = 0, std: float = 0.2, **conf: object) -
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # stderr stays the command's own
     torch.manual_seed(seed)
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**conf)).eval()
     with torch.no_grad():
