@@ -112,8 +112,8 @@ def gpt_config(conf: dict[str, Any], folder: Path, block_size: int | None = None
             f"model.block_size={block_size} but {folder} has {key}={n_pos}: it may only be cut "
             "(a smaller block_size crops the position table), never grown"
         )
-    drop = float(conf.get("hidden_dropout" if neox else "resid_pdrop", 0.0))
-    attn_drop = float(conf.get("attention_dropout" if neox else "attn_pdrop", drop))
+    drop = number(conf, "hidden_dropout" if neox else "resid_pdrop", 0.0, folder)
+    attn_drop = number(conf, "attention_dropout" if neox else "attn_pdrop", drop, folder)
     kw: dict[str, Any] = dict(vocab_size=V, block_size=block_size or n_pos, n_layer=L, n_head=H)
     kw |= dict(n_embd=C, dropout=drop, attn_dropout=None if attn_drop == drop else attn_drop)
     kw |= dict(bias=bool(conf.get("attention_bias", True)), rope=neox)
@@ -122,6 +122,14 @@ def gpt_config(conf: dict[str, Any], folder: Path, block_size: int | None = None
         return GPTConfig(**kw)
     except ValueError as e:
         raise UserError(f"{folder}/config.json: {one_line(e)}") from None
+
+
+def number(conf: dict[str, Any], key: str, default: float, folder: Path) -> float:
+    """config.json's number at key (default if absent); anything else is a UserError naming it."""
+    v = conf.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise UserError(f"{folder}/config.json: {key} must be a number, got {v!r}")
+    return float(v)
 
 
 def gpt2_options(conf: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -133,13 +141,14 @@ def gpt2_options(conf: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
 
 def neox_options(conf: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """GPT-NeoX options -> (the folder's value, the one TinyGPT computes)."""
-    rope = conf.get("rope_parameters") or {}
+    rope = conf.get("rope_parameters")
+    rope = rope if isinstance(rope, dict) else {}
     pct = rope.get("partial_rotary_factor", conf.get("rotary_pct", 1.0))
     base = rope.get("rope_theta", conf.get("rotary_emb_base", ROPE_BASE))
-    return {
+    return {  # an int 10000 equals ROPE_BASE; a string never does
         "use_parallel_residual": (conf.get("use_parallel_residual", True), False),
-        "rotary_pct": (float(pct), 1.0),
-        "rope_theta": (float(base), ROPE_BASE),
+        "rotary_pct": (pct, 1.0),
+        "rope_theta": (base, ROPE_BASE),
         "rope_type": (rope.get("rope_type", "default"), "default"),
     }
 

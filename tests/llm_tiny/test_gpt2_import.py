@@ -231,3 +231,46 @@ def test_the_full_124m_shape_gives_transformers_logits_over_the_whole_context(
         prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False
     )
     assert m.generate(prompt, 8, top_k=1).tolist() == theirs.tolist()
+
+
+KEYS = [
+    "n_embd",
+    "n_layer",
+    "n_head",
+    "n_positions",
+    "vocab_size",
+    "n_inner",
+    "activation_function",
+]
+KEYS += ["layer_norm_epsilon", "resid_pdrop", "attn_pdrop", "tie_word_embeddings", "model_type"]
+KEYS += ["scale_attn_weights", "reorder_and_upcast_attn", "scale_attn_by_inverse_layer_idx"]
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 200),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from(["gpt2", "gpt_neox", "gelu", "relu2"]),
+)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A GPT-2 folder and its config.json, for tests that rewrite only the config."""
+    folder = tmp_path_factory.mktemp("hostile")
+    make_gpt2(folder)
+    return folder, json.loads((folder / "config.json").read_text())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS), VALUES, min_size=1, max_size=3))
+def test_any_config_json_loads_or_fails_as_one_user_error(
+    base: tuple[Path, dict[str, Any]], changes: dict[str, Any]
+) -> None:
+    folder, conf = base
+    (folder / "config.json").write_text(json.dumps(conf | changes))
+    try:
+        ours(folder)
+    except UserError as e:
+        assert "\n" not in str(e)
