@@ -47,13 +47,16 @@ PROMPT ?=
 STEPS ?= 200
 SEED ?= 1
 OUT ?= $(RUN)/hf
-.PHONY: prepare train eval sample export
+.PHONY: prepare train resume eval sample export
 
 prepare:  ## tokenizer + token caches of CFG's corpus, with a summary; TRAIN_ARGS="data.path=DIR ..."
 	$(PYTHON) -m llm_tiny.prepare $(CFG) $(TRAIN_ARGS)
 
 train:  ## train CFG (default configs/tiny.yaml) -> runs/<cfg name>/; TRAIN_ARGS="train.lr=1e-3 ..."
 	$(PYTHON) -m llm_tiny.train $(CFG) $(TRAIN_ARGS)
+
+resume:  ## continue CFG's stopped run from its ckpt_last.pt (same steps, as if never stopped)
+	$(PYTHON) -m llm_tiny.train $(CFG) train.resume=true $(TRAIN_ARGS)
 
 eval:  ## val loss, perplexity, bits per byte of CKPT (default runs/<cfg name>/ckpt_best.pt)
 	$(PYTHON) -m llm_tiny.eval --ckpt $(CKPT)

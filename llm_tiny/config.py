@@ -3,14 +3,14 @@
     cfg = load_config("configs/tiny.yaml", ["train.lr=3e-4", "model.rope=true"])
 
 Every value is parsed to its field's type (bools accept true/false/1/0/yes/no/on/off, optional fields accept
-none/null) and range-checked; an unknown key or a bad value is a UserError that lists the valid keys.
+none/null) and range-checked; an unknown key is a UserError that names the key it most likely meant
+(`llm_tiny.suggest`), a bad value one that says what is allowed.
 Relative paths are relative to the current directory (the repo root when run through `make`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import types
@@ -24,6 +24,7 @@ import yaml
 
 from llm_tiny.errors import UserError
 from llm_tiny.files import atomic_write_text
+from llm_tiny.suggest import closest_keys
 
 SECTIONS = ("model", "data", "train")
 _NONE_WORDS = {"none", "null", "~", ""}
@@ -119,6 +120,9 @@ class TrainCfg:
     amp: str = _f("auto", choices=("auto", "bf16", "fp16", "off"))
     compile: bool = False
     resume: bool = False  # continue this run from out_dir/ckpt_last.pt: same step, optimizer, RNG
+    # start over in an out_dir that holds a run's checkpoints, deleting them; without it (and without
+    # resume) such a folder is refused, so re-running a stopped command never loses the run
+    overwrite: bool = False
     # a checkpoint to start a new run from (fine-tuning): its weights, tokenizer and model shape;
     # optimizer, schedule and step start fresh. With resume=true, an existing ckpt_last.pt wins
     init_from: str | None = None
@@ -166,11 +170,12 @@ def valid_keys(section: str | None = None) -> list[str]:
 
 
 def _unknown_key(key: str, source: str) -> UserError:
-    sec = key.split(".", 1)[0]
-    keys = valid_keys(sec if sec in SECTIONS else None)
-    close = difflib.get_close_matches(key, valid_keys(), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return UserError(f"{source}: unknown config key {key!r}{hint}; valid keys: {', '.join(keys)}")
+    close = closest_keys(key, valid_keys())
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return UserError(
+        f"{source}: unknown config key {key!r}{hint}; "
+        "`python -m llm_tiny.train --print-config` lists every key"
+    )
 
 
 def set_key(cfg: Config, key: str, value: object, source: str = "override") -> None:

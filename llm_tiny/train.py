@@ -176,6 +176,16 @@ def read_log(path: Path) -> list[dict[str, str]]:
     return [dict(zip(LOG_FIELDS, r, strict=True)) for r in rows[1:] if len(r) == len(LOG_FIELDS)]
 
 
+def refuse_to_overwrite(out: Path) -> None:
+    """A UserError if `out` holds a run's checkpoints: starting afresh there would delete them."""
+    held = [name for name in ("ckpt_last.pt", "ckpt_best.pt") if (out / name).is_file()]
+    if held:
+        raise UserError(
+            f"{out} already holds a run ({', '.join(held)}); continue it with train.resume=true, "
+            "or start over with train.overwrite=true (which deletes it)"
+        )
+
+
 def truncate_log(path: Path, step: int) -> None:
     """Keep only log.csv rows up to `step`: a resumed run rewrites the rows after its checkpoint."""
     rows = [r for r in read_log(path) if r["step"].isdigit() and int(r["step"]) <= step]
@@ -247,6 +257,8 @@ class Trainer:
             resume = ckpt_io.load_checkpoint(self.last_path)
         elif t.resume:
             self.log(f"note: no {self.last_path} to resume from; starting fresh")
+        if resume is None and not t.overwrite:
+            refuse_to_overwrite(self.out)
         init = None  # the checkpoint whose weights start this run (train.init_from, not resuming)
         src, src_path = resume, self.last_path  # whose tokenizer the run uses, if not its own
         if t.init_from is not None:
@@ -688,6 +700,8 @@ resume versus init_from:
                         start fresh. A model key other than dropout, attn_dropout and attn that
                         differs from CKPT's is refused. Given both, resume wins once ckpt_last.pt
                         exists (a stopped fine-tuning run continues), else the run starts from CKPT.
+  train.overwrite=true  start over in a train.out_dir that holds a run (deletes its checkpoints);
+                        without resume or overwrite, such a folder is refused, never wiped
 """
 
 

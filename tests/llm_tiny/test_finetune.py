@@ -172,11 +172,17 @@ def test_a_missing_corrupt_or_own_checkpoint_is_refused(
     cases = [
         (tmp_path / "missing.pt", "run", "not found"),
         (bad, "run", "bad.pt"),
-        (source, "source", "this run's own checkpoint"),  # a fresh start would delete it
+        (source, "source", "already holds a run"),  # a fresh start would delete it
     ]
     for path, run, needle in cases:
         assert train_main(tiny_args(f"train.init_from={path}", run=run)) == 2
         assert needle in one_error_line(capsys.readouterr().err)
+    # even told to start over, the run may not delete the checkpoint it starts from
+    assert (
+        train_main(tiny_args(f"train.init_from={source}", "train.overwrite=true", run="source"))
+        == 2
+    )
+    assert "this run's own checkpoint" in one_error_line(capsys.readouterr().err)
     assert load_checkpoint(source)["step"] == 10
 
 
