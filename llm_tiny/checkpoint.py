@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from llm_tiny.errors import RunError, UserError, one_line
+from llm_tiny.errors import RunError, UserError, first_sentence, one_line
+from llm_tiny.filekind import missing_hint, not_a_checkpoint, pickle_calls
 from llm_tiny.files import atomic_write_bytes
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer, TokenizerError
@@ -80,11 +81,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     """Read and structurally check a checkpoint; any problem is a one-line UserError naming the file."""
     p = Path(path)
     if not p.exists():
-        raise UserError(f"checkpoint {p} not found")
-    if not p.is_file():
-        raise UserError(f"checkpoint {p} is not a file")
-    if p.stat().st_size == 0:
-        raise UserError(f"checkpoint {p} is empty")
+        raise UserError(f"checkpoint {p} not found{missing_hint(p)}")
+    why = not_a_checkpoint(p) if p.is_dir() or p.stat().st_size else f"checkpoint {p} is empty"
+    if why:
+        raise UserError(why)
     try:
         with (
             warnings.catch_warnings()
@@ -92,18 +92,22 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
             warnings.simplefilter("ignore")
             ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's text advises weights_only=False, exactly what must not be done here: keep its detail
-        m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(e), re.S)
-        detail = one_line(m.group(1) if m else e)[:200]
+        # torch names the global it blocked; a plain pickle (not torch's format) we read ourselves
+        m = re.search(r"GLOBAL (\S+)", str(e))
+        calls = [m.group(1)] if m else pickle_calls(p)
+        if calls:
+            raise UserError(
+                f"checkpoint {p} refused: loading it would call {calls[0]} (a pickle that runs "
+                "code, not a file of weights); nothing in it was run"
+            ) from None
         raise UserError(
-            f"checkpoint {p} refused: not a file of tensors and plain values (a pickle that could "
-            f"run code, or garbage); nothing in it was run ({detail})"
+            f"{p} is not a checkpoint: a pickle, but not of torch.save's format"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as e:
-        raise UserError(f"checkpoint {p} is corrupt or truncated: {one_line(e)[:200]}") from None
+        raise UserError(f"checkpoint {p} is corrupt or truncated ({first_sentence(e)})") from None
     except Exception as e:  # the unpickler can raise nearly anything on hostile bytes
         raise UserError(
-            f"checkpoint {p} is unreadable: {type(e).__name__}: {one_line(e)[:200]}"
+            f"checkpoint {p} is unreadable: {type(e).__name__}: {first_sentence(e)}"
         ) from None
     validate_checkpoint(ckpt, p)
     return ckpt
@@ -188,4 +192,6 @@ def load_weights(
     try:
         model.load_state_dict(clean_state_dict(sd), strict=True)
     except RuntimeError as e:
-        raise UserError(f"checkpoint {path} does not fit the model: {one_line(e)[:300]}") from None
+        raise UserError(
+            f"checkpoint {path} does not fit the model: {first_sentence(e, 300)}"
+        ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 from collections.abc import Callable
 from typing import NoReturn, Protocol
@@ -33,6 +34,17 @@ class Diverged(RunError):
 def one_line(msg: object) -> str:
     """Collapse a message to a single line (tracebacks and multi-line errors stay off the terminal)."""
     return " ".join(str(msg).split())
+
+
+def first_sentence(msg: object, limit: int = 200) -> str:
+    """A library's error text cut to its first sentence, and to `limit` characters at a word end."""
+    text = one_line(msg)
+    m = re.match(r"(.+?)[.!?](?:\s|$)", text)
+    text = m.group(1) if m else text.rstrip(".")
+    if len(text) > limit:
+        text = text[: text.rfind(" ", 0, limit - 4) if " " in text[: limit - 4] else limit - 4]
+        text = text.rstrip(" ,;:") + " ..."
+    return text
 
 
 class Main(Protocol):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from llm_tiny import checkpoint as ckpt_io
+from llm_tiny.corpus import CorpusNotFound
 from llm_tiny.data import TokenFile, encode_file, token_byte_lengths
 from llm_tiny.errors import ArgumentParser, UserError, cli
 from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
@@ -109,7 +110,14 @@ def _evaluate(
         raise UserError(f"{ckpt_path} names no corpus; pass --data FILE")
     val_frac = float(dcfg.get("val_frac", 0.1))
     cache = cache_dir or dcfg.get("cache_dir") or "runs/cache"
-    tf = encode_file(path, tok, split, val_frac, str(cache))
+    try:
+        tf = encode_file(path, tok, split, val_frac, str(cache))
+    except CorpusNotFound:
+        if data is None:
+            raise UserError(
+                f"{path}, the corpus {ckpt_path} trained on, is not found: pass --data FILE"
+            ) from None
+        raise UserError(f"--data {path}: not found (give a file, a folder or a glob)") from None
     dev = pick_device(device, 0)
     model.to(dev)
     out: dict[str, Any] = score(

@@ -38,6 +38,7 @@ from llm_tiny.batches import fixed_offsets, get_batch, windows
 from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config, split_args
 from llm_tiny.data import Corpus, prepare
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
+from llm_tiny.filekind import run_checkpoints
 from llm_tiny.files import RunLock, atomic_write_text, remove_stale_temps
 from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
 from llm_tiny.optim import lr_at, optimizer_for
@@ -178,10 +179,11 @@ def read_log(path: Path) -> list[dict[str, str]]:
 
 def refuse_to_overwrite(out: Path) -> None:
     """A UserError if `out` holds a run's checkpoints: starting afresh there would delete them."""
-    held = [name for name in ("ckpt_last.pt", "ckpt_best.pt") if (out / name).is_file()]
+    held = run_checkpoints(out)
     if held:
         raise UserError(
-            f"{out} already holds a run ({', '.join(held)}); continue it with train.resume=true, "
+            f"{out} already holds a run ({', '.join(p.name for p in held)}); continue it "
+            "with train.resume=true, "
             "or start over with train.overwrite=true (which deletes it)"
         )
 

@@ -148,9 +148,41 @@ def test_pickle_that_runs_code_is_refused(tmp_path: Path, tok: Tokenizer, how: s
         torch.save(state, p)
     else:
         p.write_bytes(pickle.dumps(state))
-    with pytest.raises(UserError, match="refused"):
+    with pytest.raises(UserError, match=r"refused: loading it would call \S+") as e:
         ck.load_checkpoint(p)
+    assert "runs code" in str(e.value)
     assert not marker.exists()
+
+
+def test_a_wrong_file_is_told_from_a_hostile_one(
+    tmp_path: Path, saved: tuple[Path, dict[str, Any]]
+) -> None:
+    """The mistakes people make with --ckpt: the run folder, its config, the corpus, a cut copy."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "ckpt_best.pt").write_bytes(saved[0].read_bytes())
+    (run / "config.yaml").write_text("model:\n  n_layer: 4\n")
+    (tmp_path / "corpus.txt").write_text("To be, or not to be " * 300)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(saved[0].read_bytes()[:-100])
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"step": 3}))
+    cases = {
+        run: f"{run} is a run folder, not a checkpoint: give --ckpt {run / 'ckpt_best.pt'}",
+        run
+        / "config.yaml": f"is not a checkpoint: it is a text file: give --ckpt {run}/ckpt_best.pt",
+        tmp_path / "corpus.txt": "corpus.txt is not a checkpoint: it is a text file",
+        cut: "cut.pt is corrupt or truncated (",
+        tmp_path / "plain.pkl": "plain.pkl is not a checkpoint: a pickle, but not of torch.save's",
+        run / "ckpt_last.pt": f"not found (the run holds {run / 'ckpt_best.pt'})",
+        tmp_path / "never" / "ckpt_best.pt": "no run has been trained into",
+    }
+    for path, needle in cases.items():
+        with pytest.raises(UserError) as e:
+            ck.load_checkpoint(path)
+        msg = str(e.value)
+        assert needle in msg, msg
+        assert "\n" not in msg and "pickle that runs code" not in msg
+        assert msg.endswith((")", "pt", "file", "format", "/)")), msg  # never cut mid-sentence
 
 
 @pytest.mark.parametrize(

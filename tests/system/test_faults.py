@@ -310,7 +310,7 @@ def test_rerunning_a_stopped_command_keeps_the_run_and_says_how_to_go_on(
     saved = {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"}
     assert train_main(argv) == 2  # the very same command
     err = one_error_line(capsys.readouterr().err)
-    assert f"{run} already holds a run (ckpt_last.pt, ckpt_best.pt)" in err
+    assert f"{run} already holds a run (ckpt_best.pt, ckpt_last.pt)" in err
     assert "train.resume=true" in err and "train.overwrite=true" in err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"} == saved
     step = load_checkpoint(run / "ckpt_last.pt")["step"]
