@@ -20,7 +20,7 @@ from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.data import TokenFile, encode_file, token_byte_lengths
 from llm_tiny.errors import ArgumentParser, UserError, cli
 from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
-from llm_tiny.train import pick_device
+from llm_tiny.runtime import pick_device
 from model.gpt import TinyGPT
 
 EVAL_FIELDS = ("ckpt", "step", "data", "split", "tokens", "bytes", "loss", "ppl", "bpb")

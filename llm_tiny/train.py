@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import math
-import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,30 +30,17 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from llm_tiny import checkpoint as ckpt_io
-from llm_tiny import init_from
+from llm_tiny import init_from, runlog
 from llm_tiny.batches import fixed_offsets, get_batch, windows
 from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config, split_args
 from llm_tiny.data import Corpus, prepare
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
-from llm_tiny.files import RunLock, atomic_write_text, remove_stale_temps
-from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
+from llm_tiny.files import RunLock, remove_stale_temps
+from llm_tiny.metrics import bits_per_byte, perplexity
 from llm_tiny.optim import lr_at, optimizer_for
+from llm_tiny.runtime import Dist, StopSignal, autocast, pick_amp, pick_device, process_group
 from model.gpt import GPTConfig, TinyGPT
 
-LOG_FIELDS = (
-    "step",
-    "lr",
-    "train_loss",
-    "val_loss",
-    "val_ppl",
-    "val_bpb",
-    "tokens_per_s",
-    "elapsed_s",
-)
-TIMING_FIELDS = (
-    "tokens_per_s",
-    "elapsed_s",
-)  # wall-clock columns: the only ones a resume may change
 RUN_FILES = ("log.csv", "eval.csv", "ckpt_last.pt", "ckpt_best.pt")
 PLAN_FRACTION = 0.05  # of the time budget spent timing steps before laying out the LR schedule
 PLAN_MAX_S = 15.0
@@ -80,20 +64,6 @@ class Hooks:
     after_step: Callable[[Trainer, int], None] | None = None
 
 
-@dataclass
-class Dist:
-    """Where this process sits in a (possibly single-process) data-parallel job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def master(self) -> bool:
-        """Rank 0 alone logs and writes files."""
-        return self.rank == 0
-
-
 def gpt_config(model: ModelCfg, vocab_size: int) -> GPTConfig:
     """The model.gpt.GPTConfig for a config's model section and a tokenizer's vocabulary size."""
     try:
@@ -102,85 +72,6 @@ def gpt_config(model: ModelCfg, vocab_size: int) -> GPTConfig:
         )
     except ValueError as e:
         raise UserError(f"bad model config: {one_line(e)}") from None
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    """train.device to a torch.device; auto is this rank's GPU when there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise UserError(f"bad value for train.device: {name!r} ({one_line(e)})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device asks for CUDA but torch sees no GPU (use train.device=cpu)")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("train.device=mps but this machine has no MPS backend")
-    return dev
-
-
-def pick_amp(amp: str, dev: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None: full fp32) for train.amp on this device."""
-    if amp == "auto":
-        if dev.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp == "fp16" and dev.type != "cuda":
-        raise UserError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 or off")
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
-
-def autocast(dev: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """An autocast context for dtype, or a no-op for full precision."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=dev.type, dtype=dtype)
-
-
-class StopSignal:
-    """SIGINT/SIGTERM set a flag the loop checks after each step; a second Ctrl-C stops at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[StopSignal]:
-        """Install the handlers for the duration of the block (main thread only; else a no-op)."""
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        try:
-            yield self
-        finally:
-            for signum, handler in self._old.items():
-                signal.signal(signum, handler)
-            self._old.clear()
-
-
-def read_log(path: Path) -> list[dict[str, str]]:
-    """log.csv rows as dicts (a torn last line from a crash is dropped)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows or tuple(rows[0]) != LOG_FIELDS:
-        return []
-    return [dict(zip(LOG_FIELDS, r, strict=True)) for r in rows[1:] if len(r) == len(LOG_FIELDS)]
-
-
-def truncate_log(path: Path, step: int) -> None:
-    """Keep only log.csv rows up to `step`: a resumed run rewrites the rows after its checkpoint."""
-    rows = [r for r in read_log(path) if r["step"].isdigit() and int(r["step"]) <= step]
-    lines = [",".join(LOG_FIELDS)] + [",".join(r[k] for k in LOG_FIELDS) for r in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 class Trainer:
@@ -195,11 +86,7 @@ class Trainer:
     ):
         self.cfg, self.hooks = cfg, hooks or Hooks()
         self.set_keys = set_keys  # keys the user set, for train.init_from (None: non-defaults)
-        self.dist = Dist(
-            int(os.environ.get("RANK", 0)),
-            int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)),
-        )
+        self.dist = Dist.from_env()
         self._log = log
         self.bar: tqdm | None = None
         t = cfg.train
@@ -291,9 +178,9 @@ class Trainer:
                 for name in RUN_FILES:
                     (self.out / name).unlink(missing_ok=True)
             else:
-                truncate_log(self.out / "log.csv", self.step)
+                runlog.truncate_log(self.out / "log.csv", self.step)
             save_config(cfg, self.out / "config.yaml")
-            self.csv = CSVLogger(self.out / "log.csv", LOG_FIELDS)
+            self.csv = runlog.writer(self.out / "log.csv")
         self.fwd: torch.nn.Module = self.model
         if t.compile:
             self.fwd = torch.compile(self.model)  # type: ignore[assignment]
@@ -657,21 +544,8 @@ def run_training(
     counts this) and prep_s (tokenizer training and token caching in this process). set_keys: the
     dotted keys the user's YAML and overrides set (init_from.explicit_keys), which train.init_from
     checks against the checkpoint's model; None counts every non-default value as set."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    own_group = world > 1 and not dist.is_initialized()
-    if own_group:
-        use_nccl = cfg.train.device in ("auto", "cuda") and torch.cuda.is_available()
-        if use_nccl:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if use_nccl else "gloo")
-    try:
-        metrics = Trainer(cfg, hooks, log, set_keys).run()
-        if own_group:  # no rank tears gloo down while another is still inside a collective
-            dist.barrier()
-        return metrics
-    finally:
-        if own_group:
-            dist.destroy_process_group()
+    with process_group(cfg.train.device):
+        return Trainer(cfg, hooks, log, set_keys).run()
 
 
 EPILOG = """\

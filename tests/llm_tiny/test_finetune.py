@@ -16,7 +16,8 @@ from llm_tiny.checkpoint import load_checkpoint
 from llm_tiny.config import Config, load_config
 from llm_tiny.errors import RunError, UserError
 from llm_tiny.init_from import adopt_checkpoint
-from llm_tiny.train import Hooks, Trainer, read_log, run_training
+from llm_tiny.runlog import read_log
+from llm_tiny.train import Hooks, Trainer, run_training
 from llm_tiny.train import main as train_main
 from model.gpt import GPTConfig
 from tok.bpe import Tokenizer

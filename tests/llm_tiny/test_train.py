@@ -22,8 +22,9 @@ from llm_tiny.config import Config, load_config
 from llm_tiny.errors import Diverged, RunError
 from llm_tiny.eval import main as eval_main
 from llm_tiny.files import RunLock
+from llm_tiny.runlog import LOG_FIELDS, read_log
 from llm_tiny.sample import main as sample_main
-from llm_tiny.train import LOG_FIELDS, Hooks, Trainer, read_log, run_training
+from llm_tiny.train import Hooks, Trainer, run_training
 from llm_tiny.train import main as train_main
 from tok.bpe import Tokenizer
 
