@@ -14,7 +14,6 @@ and tokenizer (fine-tuning; llm_tiny.init_from).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import signal
 import sys
@@ -34,11 +33,11 @@ from llm_tiny import init_from, runlog
 from llm_tiny.batches import fixed_offsets, get_batch, windows
 from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config, split_args
 from llm_tiny.data import Corpus, prepare
+from llm_tiny.engine import bpb_metrics, bpb_sums, train_step
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
 from llm_tiny.files import RunLock, remove_stale_temps
-from llm_tiny.metrics import bits_per_byte, perplexity
 from llm_tiny.optim import lr_at, optimizer_for
-from llm_tiny.runtime import Dist, StopSignal, autocast, pick_amp, pick_device, process_group
+from llm_tiny.runtime import Dist, StopSignal, pick_amp, pick_device, process_group
 from model.gpt import GPTConfig, TinyGPT
 
 RUN_FILES = ("log.csv", "eval.csv", "ckpt_last.pt", "ckpt_best.pt")
@@ -184,11 +183,9 @@ class Trainer:
         self.fwd: torch.nn.Module = self.model
         if t.compile:
             self.fwd = torch.compile(self.model)  # type: ignore[assignment]
-        self.ddp = None
-        if d.world_size > 1:
+        if d.world_size > 1:  # gradients all-reduced on each step's last micro-batch
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DDP(self.fwd, device_ids=ids)
-            self.fwd = self.ddp
+            self.fwd = DDP(self.fwd, device_ids=ids)
         self.val_offsets = fixed_offsets(
             self.corpus.val, cfg.model.block_size, t.eval_batches * t.batch_size
         )
@@ -294,23 +291,16 @@ class Trainer:
                 self.corpus.train, t.batch_size, model_bs, self.gen, d.rank, d.world_size
             )
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            step_loss = torch.zeros((), device=self.device)
-            for i in range(t.grad_accum):
-                xb, yb = (v[i * self.micro : (i + 1) * self.micro] for v in (x, y))
-                last = i == t.grad_accum - 1
-                sync = self.ddp.no_sync() if self.ddp is not None and not last else None
-                with sync or contextlib.nullcontext(), autocast(self.device, self.amp_dtype):
-                    _, loss = self.fwd(xb, yb)
-                    assert loss is not None
-                    loss = loss / t.grad_accum
-                    step_loss += loss.detach()
-                    self.scaler.scale(loss).backward()
-            if t.grad_clip > 0:
-                self.scaler.unscale_(self.opt)
-                torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            self.opt.zero_grad(set_to_none=True)
+            step_loss = train_step(
+                self.fwd,
+                self.opt,
+                self.scaler,
+                (x, y),
+                t.grad_accum,
+                t.grad_clip,
+                params,
+                self.amp_dtype,
+            )
             self.step += 1
             self.pending.append(step_loss)
             self.bar.update(1)  # type: ignore[union-attr]
@@ -427,31 +417,17 @@ class Trainer:
         t0 = time.perf_counter()
         d, bs = self.dist, self.cfg.model.block_size
         offsets = self.val_offsets[d.rank :: d.world_size]
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # nats, tokens, bytes
-        self.model.eval()
-        try:
-            for i in range(0, len(offsets), self.micro):
-                x, y = windows(self.corpus.val, offsets[i : i + self.micro], bs)
-                x, y = x.to(self.device), y.to(self.device)
-                with autocast(self.device, self.amp_dtype):
-                    _, loss = self.model(x, y)
-                assert loss is not None
-                sums[0] += loss.double() * y.numel()
-                sums[1] += y.numel()
-                sums[2] += self.token_bytes[y].sum()
-        finally:
-            self.model.train()
+        batches = (
+            windows(self.corpus.val, offsets[i : i + self.micro], bs)
+            for i in range(0, len(offsets), self.micro)
+        )
+        sums = bpb_sums(self.model, batches, self.token_bytes, self.amp_dtype)
         if d.world_size > 1:
             dist.all_reduce(sums)
-        nats, n, nbytes = sums.tolist()
+        m = bpb_metrics(sums)
         self.eval_seconds = time.perf_counter() - t0
         self.eval_time += self.eval_seconds
-        loss_v = nats / n
-        return {
-            "val_loss": loss_v,
-            "val_ppl": perplexity(loss_v),
-            "val_bpb": bits_per_byte(nats, int(nbytes)),
-        }
+        return {"val_loss": m["loss"], "val_ppl": m["ppl"], "val_bpb": m["bpb"]}
 
     def _evaluate_and_log(
         self, step: int, train_loss: float | None, lr: float | None = None, is_eval: bool = True
