@@ -131,3 +131,13 @@ class StopSignal:
             for signum, handler in self._old.items():
                 signal.signal(signum, handler)
             self._old.clear()
+
+
+def agree(values: list[float], device: torch.device, op: str = "max") -> list[float]:
+    """The ranks' common view of a few numbers (their max or min; one small all_reduce), or the
+    values themselves in a single process."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(values, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.MIN)
+    return t.tolist()
