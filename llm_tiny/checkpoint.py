@@ -9,13 +9,14 @@ the run uses, the bookkeeping a bit-exact resume needs, and the tokenizer itself
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,81 @@ def clean_state_dict(sd: Mapping[str, Any]) -> dict[str, Any]:
             k = k.split(".", 1)[1]
         out[k] = v
     return out
+
+
+def pack(
+    model: TinyGPT,
+    config: dict[str, Any],
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    gen: torch.Generator,
+    tok: Tokenizer,
+    fingerprint: str,
+    loop: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint of a training run: the model (its config from model.cfg), the run's config,
+    optimizer, scaler, every RNG state, the tokenizer, and `loop`, the loop's place: step, best
+    (validation loss, inf for none yet), total_steps, budget_plan, elapsed_s and pending losses."""
+    device = next(model.parameters()).device
+    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": clean_state_dict(model.state_dict()),
+        "model_config": asdict(model.cfg),
+        "config": config,
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": loop["step"],
+        "best_val_loss": None if math.isinf(loop["best"]) else loop["best"],
+        "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": gen.get_state()},
+        "train_state": {
+            "total_steps": loop["total_steps"],
+            "budget_plan": loop["budget_plan"],
+            "elapsed_s": loop["elapsed_s"],
+            "pending": [float(v) for v in loop["pending"]],
+        },
+        "tokenizer": tok.to_json(),
+        "tokenizer_fingerprint": fingerprint,
+    }
+
+
+def restore(
+    ck: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    model: TinyGPT,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    gen: torch.Generator,
+) -> dict[str, Any]:
+    """Load pack's weights, optimizer, scaler and RNG states into the run's objects; return the
+    loop's place (step, best, budget_plan, elapsed_s, pending). A mismatch is a UserError."""
+    if asdict(model.cfg) != ck["model_config"]:
+        raise UserError(
+            f"{path} was trained with model {ck['model_config']}, but the config "
+            f"now asks for {asdict(model.cfg)}"
+        )
+    load_weights(model, ck["model"], path)
+    try:
+        opt.load_state_dict(ck["optimizer"])
+        scaler.load_state_dict(ck["scaler"])
+        rng, st = ck["rng"], ck["train_state"]
+        torch.set_rng_state(rng["torch"])
+        if next(model.parameters()).device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        gen.set_state(rng["data"])
+        plan = None if st["budget_plan"] is None else int(st["budget_plan"])
+        elapsed, pending = float(st["elapsed_s"]), [float(x) for x in st["pending"]]
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"{path}: cannot restore training state: {one_line(e)}") from None
+    best = math.inf if ck["best_val_loss"] is None else ck["best_val_loss"]
+    return {
+        "step": ck["step"],
+        "best": best,
+        "budget_plan": plan,
+        "elapsed_s": elapsed,
+        "pending": pending,
+    }
 
 
 def to_bytes(state: Mapping[str, Any]) -> bytes:

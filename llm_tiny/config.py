@@ -95,7 +95,7 @@ class TrainCfg:
 
     out_dir: str | None = None  # run folder; None: runs/<config file stem>
     seed: int = 1337
-    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N | mps
+    device: str = "auto"  # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps
     batch_size: int = _f(32, _pos, ">= 1")  # sequences per optimizer step, over all processes
     grad_accum: int = _f(1, _pos, ">= 1")  # micro-steps each process splits its share into
     max_steps: int = _f(1000, _pos, ">= 1")

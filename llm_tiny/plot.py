@@ -26,6 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator  # noqa: E402
 
+from llm_tiny import runlog  # noqa: E402
 from llm_tiny.errors import ArgumentParser, UserError, cli  # noqa: E402
 
 X_AXES = {"step": "step", "tokens": "tokens seen", "seconds": "wall-clock seconds"}
@@ -121,16 +122,15 @@ def run_labels(
 def read_log(log: Path, name: str | None = None) -> RunLog:
     """Read a log.csv (and the run's config.yaml, for tokens per step) into a RunLog."""
     try:
-        with log.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        header, rows = runlog.read_table(log)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"cannot read {log}: {e}") from None
     if not rows:
         raise UserError(f"{log} has no rows yet; let the run log a few steps first")
-    missing = [c for c in NEEDED if c not in rows[0]]
+    missing = [c for c in NEEDED if c not in header]
     if missing:
         raise UserError(f"{log} lacks column(s) {', '.join(missing)}; is it a training log.csv?")
-    cols = {c: [_float(r.get(c)) for r in rows] for c in rows[0] if c is not None}
+    cols = {c: [_float(r[c]) for r in rows] for c in header}
     return RunLog(name or log.parent.name, log, cols, _tokens_per_step(log.parent / "config.yaml"))
 
 

@@ -22,7 +22,7 @@ import torch
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.data import EOT
 from llm_tiny.errors import ArgumentParser, UserError, cli
-from llm_tiny.train import pick_device
+from llm_tiny.runtime import pick_device
 from model.gpt import TinyGPT
 from tok.bpe import Tokenizer
 
@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"go on past {EOT} (a corpus of many documents has one before each document); "
         "by default a sample ends there",
     )
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
+    p.add_argument(
+        "--device", default="auto", help="auto (default: cuda, else mps, else cpu), cpu, cuda, ..."
+    )
     p.add_argument(
         "--threads",
         type=int,

@@ -10,8 +10,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-from llm_tiny import plot, train
-from llm_tiny.metrics import CSVLogger, perplexity
+from llm_tiny import plot, runlog, train
+from llm_tiny.metrics import perplexity
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -24,8 +24,8 @@ def assert_png(path: Path) -> None:
 
 
 def fake_log(run: Path, rows: int = 30, scale: float = 1.0) -> Path:
-    """A log.csv written by the real CSVLogger with train's columns (validation every 10 steps)."""
-    log = CSVLogger(run / "log.csv", train.LOG_FIELDS)
+    """A log.csv written by the real log.csv writer (validation every 10 steps)."""
+    log = runlog.writer(run / "log.csv")
     for step in range(0, rows * 5, 5):
         loss = scale * (1.5 + 4.5 * math.exp(-step / 40))
         row: dict[str, object] = {"step": step, "train_loss": loss, "elapsed_s": step * 0.1}
@@ -90,7 +90,7 @@ def test_points_of_one_sweep_are_named_inside_it(tmp_path: Path) -> None:
 
 def bpb_run(run: Path, start: float, finish: float) -> Path:
     """A log whose bits per byte fall fast from `start`, then slowly to `finish`."""
-    log = CSVLogger(run / "log.csv", train.LOG_FIELDS)
+    log = runlog.writer(run / "log.csv")
     for step in range(0, 500, 10):
         bpb = finish + (start - finish) * math.exp(-step / 15) + 0.2 * (1 - step / 500)
         log.log({"step": step, "train_loss": 1.0, "val_loss": 1.0, "val_ppl": 3.0, "val_bpb": bpb})
@@ -127,7 +127,7 @@ def test_labels_name_the_runs_one_each(tmp_path: Path) -> None:
 
 
 def test_narrow_loss_range_keeps_a_linear_axis(tmp_path: Path) -> None:
-    log = CSVLogger(tmp_path / "flat" / "log.csv", train.LOG_FIELDS)
+    log = runlog.writer(tmp_path / "flat" / "log.csv")
     for step in range(0, 40, 10):
         log.log({"step": step, "train_loss": 2.0 + step / 1000, "val_loss": 2.1, "val_ppl": 8.2})
     fig = plot.draw_runs([plot.read_log(tmp_path / "flat" / "log.csv")])
