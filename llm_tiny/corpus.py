@@ -22,6 +22,7 @@ import glob
 import gzip
 import hashlib
 import json
+import os
 import zlib
 from array import array
 from collections.abc import Callable, Iterator
@@ -57,7 +58,9 @@ class CorpusNotFound(UserError):
 
 
 def find_sources(spec: str) -> list[Source]:
-    """The files `spec` names: a file, a folder (recursively, sorted) or a glob (sorted)."""
+    """The files `spec` names: a file, a folder (recursively, sorted) or a glob (sorted); a leading
+    ~ is the home folder (a shell leaves `data.path=~/x` as it is)."""
+    spec = os.path.expanduser(spec)
     p = Path(spec)
     if p.is_file():
         return [Source(p, p.name)]

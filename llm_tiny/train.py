@@ -33,7 +33,15 @@ from llm_tiny import checkpoint as ckpt_io
 from llm_tiny import init_from, runlog
 from llm_tiny.batches import fixed_offsets, get_batch, windows
 from llm_tiny.budget import Budget
-from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config, split_args
+from llm_tiny.config import (
+    Config,
+    ModelCfg,
+    dump_config,
+    load_config,
+    save_config,
+    split_args,
+    valid_keys,
+)
 from llm_tiny.data import Corpus, prepare
 from llm_tiny.engine import bpb_metrics, bpb_sums, train_step
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
@@ -41,6 +49,7 @@ from llm_tiny.filekind import run_checkpoints
 from llm_tiny.files import RunLock, remove_stale_temps
 from llm_tiny.optim import lr_at, optimizer_for
 from llm_tiny.runtime import Dist, StopSignal, agree, pick_amp, pick_device, process_group
+from llm_tiny.suggest import closest_keys
 from model.gpt import GPTConfig, TinyGPT
 
 RUN_FILES = ("log.csv", "eval.csv", "ckpt_last.pt", "ckpt_best.pt")
@@ -534,6 +543,12 @@ resume versus init_from:
 """
 
 
+def override_for(flag: str) -> str | None:
+    """`--lr` -> `train.lr=...`: settings are overrides here, not flags."""
+    close = closest_keys(flag.lstrip("-").replace("-", "_"), valid_keys())
+    return f"{close[0]}=..." if close else None
+
+
 @cli
 def main(argv: list[str] | None = None) -> int:
     """python -m llm_tiny.train [CONFIG] [section.key=value ...]"""
@@ -542,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train a TinyGPT from a YAML config and dotted key=value overrides.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        flag_hint=override_for,
     )
     p.add_argument("config", nargs="?", help="YAML config file (default: configs/tiny.yaml)")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-4")
