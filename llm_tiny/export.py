@@ -309,7 +309,7 @@ def export(ckpt_path: Path, out: Path, cmd: str) -> dict[str, Any]:
         files = sorted(p.name for p in folder.iterdir())
         for name in files:
             shutil.move(str(folder / name), out / name)
-    return {"arch": arch, "params": n_params, "files": files}
+    return {"arch": arch, "params": n_params, "ours": model.num_params(), "files": files}
 
 
 @cli
@@ -327,8 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     cmd = shlex.join(["python", "-m", "llm_tiny.export", "--ckpt", a.ckpt, "--out", a.out])
     r = export(Path(a.ckpt), Path(a.out), cmd)
-    files = ", ".join(r["files"])
-    print(f"wrote {a.out}: {r['arch']}, {r['params']:,} parameters, checked against ours ({files})")
+    files, extra = ", ".join(r["files"]), r["params"] - r["ours"]
+    # GPT-NeoX's layout has biases where ours has none: they are written as zeros, so the model
+    # computes the same, with more parameters on paper
+    why = f" ({r['ours']:,} trained + {extra:,} zero biases {r['arch']} has)" if extra else ""
+    print(
+        f"wrote {a.out}: {r['arch']}, {r['params']:,} parameters{why}, checked against ours ({files})"
+    )
     return 0
 
 

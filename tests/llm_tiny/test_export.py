@@ -214,14 +214,24 @@ def test_special_ids_above_a_gap_and_other_patterns_keep_their_ids(
 
 
 def test_a_real_run_exports_with_its_card(
-    tiny_args: Callable[..., list[str]], tmp_path: Path, corpus_text: str
+    tiny_args: Callable[..., list[str]],
+    tmp_path: Path,
+    corpus_text: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert train_main(tiny_args("train.max_steps=10", "model.n_layer=2")) == 0
     ckpt = tmp_path / "run" / "ckpt_best.pt"
     out = tmp_path / "run" / "hf"
+    capsys.readouterr()
     assert export_main(["--ckpt", str(ckpt), "--out", str(out)]) == 0
     c = ck.load_checkpoint(ckpt)
     m, tok = ck.build_model(c), ck.tokenizer_of(c)
+    # the count training printed, and why the folder's is larger: the layout's biases, all zero
+    hf = load(out)
+    zeros = sum(v.numel() for k, v in hf.state_dict().items() if k.endswith("bias") and not v.any())
+    line = capsys.readouterr().out
+    arch = type(hf).__name__
+    assert f"({m.num_params():,} trained + {zeros:,} zero biases {arch} has)" in line
     ids = torch.tensor([tok.encode(corpus_text[-500:])[:16]])
     assert max_diff(load(out), m, ids) <= 1e-4
     card = (out / "README.md").read_text()

@@ -50,13 +50,12 @@ def test_the_run_starts_from_the_folders_weights_with_its_context_cropped(
     tmp_path: Path, args: list[str]
 ) -> None:
     cfg = load_config(args[0], [*args[1:], f"train.out_dir={tmp_path / 'ft'}"])
-    trainer = Trainer(cfg, set_keys=frozenset({"model.block_size", "model.dropout"}))
-    trainer._setup()
-    m = trainer.model.cfg
+    with Trainer(cfg, log=lambda _: None, set_keys={"model.block_size", "model.dropout"}) as tr:
+        m = tr.model.cfg
+        have = tr.model.state_dict()
     assert (m.block_size, m.n_layer, m.bias, m.tie_weights, m.rope) == (16, 2, True, True, False)
     assert m.activation == "gelu_tanh"
     _, want = hf_in.read_model(tmp_path / "gpt2", block_size=16)
-    have = trainer.model.state_dict()
     assert have.keys() == want.keys() and all(torch.equal(have[k], want[k]) for k in have)
 
 
