@@ -26,7 +26,7 @@ import torch
 
 from llm_tiny import hf_in
 from llm_tiny.errors import RunError, UserError, first_sentence, one_line
-from llm_tiny.filekind import missing_hint, not_a_checkpoint, pickle_calls
+from llm_tiny.filekind import missing_hint, not_a_checkpoint, pickle_calls, run_checkpoints
 from llm_tiny.files import atomic_write_bytes
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer, TokenizerError
@@ -196,7 +196,7 @@ def load_any(path: str | os.PathLike[str], block_size: int | None = None) -> dic
     """A checkpoint file (load_checkpoint), or a model folder as a checkpoint of step 0.
 
     block_size cuts a folder's context (its position table is cropped); a file's is its own."""
-    if not hf_in.is_folder(path):
+    if not hf_in.is_folder(path) or run_checkpoints(Path(path)):  # a run folder: which file to give
         return load_checkpoint(path)
     cfg, sd = hf_in.read_model(path, block_size)
     tok = hf_in.read_tokenizer(path)

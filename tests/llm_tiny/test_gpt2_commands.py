@@ -97,7 +97,7 @@ def test_export_of_a_folder_loads_back_in_transformers_with_the_same_logits(
     assert "read from the model folder" in (out / "README.md").read_text()
 
 
-def run(main: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def run_cmd(main: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = main(argv)
     return code, capsys.readouterr().err
 
@@ -109,15 +109,25 @@ def test_bad_folders_fail_in_one_line_with_exit_2(
     folder = tmp_path / "m"
     argv = ["--ckpt", str(folder)] + (["--data", str(corpus)] if main is eval_main else [])
     folder.mkdir()
-    code, err = run(main, argv, capsys)
+    code, err = run_cmd(main, argv, capsys)
     assert (code, err) == (2, f"error: {folder} is not a model folder: it has no config.json\n")
     gpt2_folder(folder, tok.vocab_size + 1)
-    code, err = run(main, argv, capsys)
+    code, err = run_cmd(main, argv, capsys)
     assert code == 2 and err.count("\n") == 1
     assert (
         f"has {tok.vocab_size} tokens but its model expects vocab_size {tok.vocab_size + 1}" in err
     )
     conf = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(conf | {"model_type": "bert"}))
-    code, err = run(main, argv, capsys)
+    code, err = run_cmd(main, argv, capsys)
     assert code == 2 and "a 'bert' model (config.json model_type); supported: gpt2" in err
+
+
+def test_a_run_folder_is_still_answered_with_the_checkpoint_to_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format": "llm-tiny checkpoint"}, run / "ckpt_best.pt")
+    code, err = run_cmd(sample_main, ["--ckpt", str(run)], capsys)
+    assert code == 2 and f"is a run folder, not a checkpoint: give --ckpt {run}/ckpt_best.pt" in err
