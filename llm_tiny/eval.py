@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(
         prog="python -m llm_tiny.eval",
         description="Validation loss, perplexity and bits per byte of a checkpoint.",
-        epilog="example: python -m llm_tiny.eval --ckpt runs/tiny/ckpt_best.pt",
+        epilog="example: python -m llm_tiny.eval --ckpt runs/tiny/ckpt_best.pt; a GPT-2 folder "
+        "(hf download openai-community/gpt2 --local-dir gpt2): python -m llm_tiny.eval --ckpt gpt2 "
+        "--data data/tiny.txt --batch_size 2",
     )
     p.add_argument(
         "--ckpt",

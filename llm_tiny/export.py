@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Write a checkpoint as a Hugging Face transformers folder (config.json, "
         "model.safetensors, tokenizer.json, ...) that AutoModelForCausalLM and AutoTokenizer load "
         "with no custom code. Needs: " + INSTALL,
-        epilog="example: python -m llm_tiny.export --ckpt runs/tiny/ckpt_best.pt --out runs/tiny/hf",
+        epilog="example: python -m llm_tiny.export --ckpt runs/tiny/ckpt_best.pt --out runs/tiny/hf "
+        "(--ckpt may also be a Hugging Face GPT-2 folder)",
     )
     p.add_argument("--ckpt", required=True, help="checkpoint file, or a Hugging Face GPT-2 folder")
     p.add_argument("--out", required=True, help="folder to write (created; its files replaced)")

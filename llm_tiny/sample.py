@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m llm_tiny.sample",
         description="Generate text from a checkpoint, streaming tokens as they come.",
         epilog='example: python -m llm_tiny.sample --ckpt runs/tiny/ckpt_best.pt --prompt "Hello" '
-        "--steps 100 --top_k 50 --top_p 0.95 --temp 0.9 --seed 1",
+        "--steps 100 --top_k 50 --top_p 0.95 --temp 0.9 --seed 1; a GPT-2 folder: "
+        'python -m llm_tiny.sample --ckpt gpt2 --prompt "MACBETH:" --steps 30',
     )
     p.add_argument("--ckpt", required=True, help="checkpoint file, or a Hugging Face GPT-2 folder")
     p.add_argument("--prompt", default="\n", help='text to continue (default: a newline; "" too)')
