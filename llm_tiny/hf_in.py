@@ -94,7 +94,7 @@ def gpt_config(conf: dict[str, Any], folder: Path, block_size: int | None = None
     C, L, H, n_pos, V = shape
     act_key = "hidden_act" if neox else "activation_function"
     act = conf.get(act_key, "gelu" if neox else "gelu_new")
-    if act not in ACTIVATIONS:
+    if not isinstance(act, str) or act not in ACTIVATIONS:
         raise refuse(folder, act_key, act, f"supported: {', '.join(ACTIVATIONS)}")
     inner_key = "intermediate_size" if neox else "n_inner"
     if conf.get(inner_key) not in (None, 4 * C):
@@ -116,8 +116,8 @@ def gpt_config(conf: dict[str, Any], folder: Path, block_size: int | None = None
     attn_drop = number(conf, "attention_dropout" if neox else "attn_pdrop", drop, folder)
     kw: dict[str, Any] = dict(vocab_size=V, block_size=block_size or n_pos, n_layer=L, n_head=H)
     kw |= dict(n_embd=C, dropout=drop, attn_dropout=None if attn_drop == drop else attn_drop)
-    kw |= dict(bias=bool(conf.get("attention_bias", True)), rope=neox)
-    kw |= dict(tie_weights=bool(conf.get("tie_word_embeddings", True)), activation=ACTIVATIONS[act])
+    kw |= dict(bias=flag(conf, "attention_bias", folder), rope=neox)
+    kw |= dict(tie_weights=flag(conf, "tie_word_embeddings", folder), activation=ACTIVATIONS[act])
     try:
         return GPTConfig(**kw)
     except ValueError as e:
@@ -130,6 +130,14 @@ def number(conf: dict[str, Any], key: str, default: float, folder: Path) -> floa
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise UserError(f"{folder}/config.json: {key} must be a number, got {v!r}")
     return float(v)
+
+
+def flag(conf: dict[str, Any], key: str, folder: Path) -> bool:
+    """config.json's true/false at key (true if absent, as transformers defaults both flags read)."""
+    v = conf.get(key, True)
+    if not isinstance(v, bool):
+        raise UserError(f"{folder}/config.json: {key} must be true or false, got {v!r}")
+    return v
 
 
 def gpt2_options(conf: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
