@@ -87,6 +87,8 @@ def bad_cases(vocab: dict, merges: list[str]) -> list[tuple[dict | str, list[str
         ('["a"]', merges, "must be a JSON object of token -> integer id"),
         ({**vocab, "x": "1"}, merges, "must be a JSON object of token -> integer id"),
         (vocab, [*merges[:2], "Ġt", *merges[3:]], "merges.txt: line 3 is not two tokens"),
+        ({**vocab, "Ā": 0}, merges, "disagree: two bytes have the same id"),
+        ({**vocab, "Ġzzzqqq": -1}, merges, "token 'Ġzzzqqq' has the id -1"),
     ]
 
 
@@ -103,11 +105,22 @@ def test_files_that_disagree_or_do_not_parse_are_one_named_line(
         assert code == 2 and out.startswith("error: ") and out.count("\n") == 1, out
 
 
+def test_a_file_that_is_not_utf8_or_a_wrong_list_of_paths(tmp_path: Path) -> None:
+    write(tmp_path, "{}", []).joinpath("vocab.json").write_bytes(b'{"\xff": 1}')
+    with pytest.raises(TokenizerError, match="vocab.json: not a UTF-8 text file"):
+        load_gpt2(tmp_path)
+    with pytest.raises(TokenizerError, match="give a folder, a tokenizer.json, or vocab.json"):
+        load_gpt2([GPT2 / "vocab.json"])
+
+
 def test_bad_tokenizer_json_is_one_named_line(tmp_path: Path) -> None:
     good = {
         "model": {"type": "BPE", "vocab": {}, "merges": []},
         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
     }
+    split = {"type": "Split", "pattern": {"Regex": " "}, "behavior": "Removed", "invert": False}
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}
+    removed = {"type": "Sequence", "pretokenizers": [split, byte_level]}
     cases = [
         ("{", "not valid JSON"),
         (json.dumps({"model": {"type": "WordPiece"}}), "not a BPE tokenizer.json"),
@@ -115,6 +128,10 @@ def test_bad_tokenizer_json_is_one_named_line(tmp_path: Path) -> None:
         (json.dumps({"model": {"type": "BPE", "vocab": [], "merges": []}}), "needs a vocab"),
         (json.dumps({**good, "model": {**good["model"], "merges": [1]}}), "merge 0 is not a pair"),
         (json.dumps(good), "byte 0x00 ('Ā') has no id below 256"),
+        (
+            json.dumps({**good, "pre_tokenizer": removed}),
+            "a pre_tokenizer this reader does not know",
+        ),
     ]
     for k, (text, message) in enumerate(cases):
         path = tmp_path / str(k) / "tokenizer.json"
