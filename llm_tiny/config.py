@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ import yaml
 
 from llm_tiny.errors import UserError, first_sentence
 from llm_tiny.files import atomic_write_text
-from llm_tiny.suggest import closest_keys
+from llm_tiny.suggest import closest_keys, missing_config_hint, not_a_config
 
 SECTIONS = ("model", "data", "train")
 _NONE_WORDS = {"none", "null", "~", ""}
@@ -300,23 +299,6 @@ def split_args(config: str | None, overrides: list[str]) -> tuple[str, list[str]
     return config or "configs/tiny.yaml", overrides
 
 
-def _missing_config_hint(p: Path) -> str:
-    """What a config path that does not exist was likely meant to be."""
-    if re.fullmatch(r"[a-z]+\.[a-z_0-9]+", str(p)) and str(p).split(".")[0] in SECTIONS:
-        return f": {p} is a config key; write {p}=VALUE (key=value, no spaces)"
-    for suffix in (".yaml", ".yml"):
-        if p.with_suffix(suffix).is_file():
-            return f" (did you mean {p.with_suffix(suffix)}?)"
-    return ""
-
-
-def _not_a_config(p: Path) -> str:
-    return (
-        f"{p} is not a YAML config (sections model, data, train); to train on its text: "
-        f"python -m llm_tiny.train configs/tiny.yaml data.path={p}"
-    )
-
-
 def load_config(
     path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> Config:
@@ -328,13 +310,15 @@ def load_config(
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UserError(f"config file {p} not found{_missing_config_hint(p)}") from None
+            raise UserError(
+                f"config file {p} not found{missing_config_hint(p, SECTIONS)}"
+            ) from None
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             if p.suffix not in (".yaml", ".yml"):
-                raise UserError(_not_a_config(p)) from None
+                raise UserError(not_a_config(p)) from None
             raise UserError(f"cannot read config file {p}: {first_sentence(e, 300)}") from None
         if raw is not None and not isinstance(raw, Mapping) and p.suffix not in (".yaml", ".yml"):
-            raise UserError(_not_a_config(p))
+            raise UserError(not_a_config(p))
         cfg = Config.from_dict(raw or {}, source=str(p))
     parse_overrides(cfg, overrides)
     validate(cfg)

@@ -29,6 +29,7 @@ from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.errors import ArgumentParser, RunError, UserError, cli, one_line
 from model.gpt import ROPE_BASE, GPTConfig, TinyGPT
 from tok.bpe import Tokenizer
+from tok.gpt2 import byte_chars
 
 INSTALL = 'python -m pip install "transformers>=5.0" "safetensors>=0.4"'
 EOT = "<|endoftext|>"
@@ -46,13 +47,6 @@ NEOX_NAMES |= {"attn.qkv": "attention.query_key_value", "attn.proj": "attention.
 NEOX_NAMES |= {"mlp.fc": "mlp.dense_h_to_4h", "mlp.proj": "mlp.dense_4h_to_h"}
 FINAL_NORM = {False: "ln_f", True: "final_layer_norm"}
 ROTARY = {"rope_type": "default", "rope_theta": ROPE_BASE, "partial_rotary_factor": 1.0}
-
-
-def byte_chars() -> list[str]:
-    """HF ByteLevel's stand-in character for each byte: printable Latin-1 as itself, others from 256."""
-    keep = {*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)}
-    extra = iter(range(256, 512))
-    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
 
 
 def refusal(cfg: GPTConfig) -> str | None:

@@ -72,11 +72,18 @@ class ChunkCache:
         self, splitter: Splitter, rank: dict[str, int], pair_of: list[str], no_id: str
     ) -> None:
         self.splitter, self.rank, self.pair_of, self.no_id = splitter, rank, pair_of, no_id
+        self.byte_table: dict[int, str] | None = None  # byte -> its id character, if not itself
         self.chunks = Memo(self._encode_chunk, LONG_CHUNK)
         self.pieces = Memo(self._encode_piece, LONG_PIECE)
 
+    def byte_ids(self, chunk: str) -> str:
+        """The ids of the UTF-8 bytes of `chunk`, before any merge."""
+        if self.byte_table is None:
+            return latin1(chunk)
+        return latin1(chunk).translate(self.byte_table)
+
     def _encode_chunk(self, chunk: str) -> str:
-        return apply_merges([latin1(chunk)], self.rank, self.pair_of)[0]
+        return apply_merges([self.byte_ids(chunk)], self.rank, self.pair_of)[0]
 
     def fill_chunks(self, chunks: Iterable[str]) -> None:
         """Encode the chunks not cached yet in one batch, and cache them."""
@@ -86,7 +93,8 @@ class ChunkCache:
         if len(cache) + len(todo) > CACHE_LIMIT:
             cache.clear()
         if todo:
-            merged = apply_merges(list(map(latin1, todo)), self.rank, self.pair_of)
+            to_ids = latin1 if self.byte_table is None else self.byte_ids
+            merged = apply_merges(list(map(to_ids, todo)), self.rank, self.pair_of)
             cache.update(zip(todo, merged, strict=True))
 
     def ids(self, text: str) -> str:

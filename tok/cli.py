@@ -33,6 +33,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+MODEL_HELP = "tokenizer JSON file, or a GPT-2 folder (vocab.json + merges.txt, or tokenizer.json)"
 _TRAIN_EXAMPLES = """examples:
   python -m tok.bpe train data/tiny.txt --vocab 1000 --out tok/bpe.json
   python -m tok.bpe train corpus.txt --vocab 4096 --pattern gpt2 --special '<|endoftext|>' --out big.json
@@ -41,6 +42,7 @@ _ENCODE_EXAMPLES = """examples:
   python -m tok.bpe encode --model tok/bpe.json "To be, or not to be"
   python -m tok.bpe encode --model tok/bpe.json --input data/tiny.txt --json > ids.json
   echo "hello" | python -m tok.bpe encode --model tok/bpe.json
+  python -m tok.bpe encode --model gpt2 "Hello world"     # a GPT-2 folder: GPT-2's own ids
 """
 _DECODE_EXAMPLES = """examples:
   python -m tok.bpe decode --model tok/bpe.json 434 315 44 524 330 295 315
@@ -90,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     encode = sub.add_parser(
         "encode", help="print the ids of a text", epilog=_ENCODE_EXAMPLES, formatter_class=fmt
     )
-    encode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
+    encode.add_argument("--model", required=True, metavar="PATH", help=MODEL_HELP)
     encode.add_argument("text", nargs="?", metavar="TEXT", help="text to encode (default: stdin)")
     encode.add_argument("--input", metavar="FILE", help="encode this UTF-8 file instead")
     encode.add_argument("--json", action="store_true", help="print a JSON list")
@@ -101,7 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     decode = sub.add_parser(
         "decode", help="print the text of some ids", epilog=_DECODE_EXAMPLES, formatter_class=fmt
     )
-    decode.add_argument("--model", required=True, metavar="PATH", help="tokenizer JSON file")
+    decode.add_argument("--model", required=True, metavar="PATH", help=MODEL_HELP)
     decode.add_argument("ids", nargs="*", metavar="IDS", help="ids to decode (default: stdin)")
     decode.add_argument(
         "--input", metavar="FILE", help="read ids from a file: whitespace-separated or a JSON list"
@@ -196,7 +198,10 @@ def _cmd_encode(args: argparse.Namespace) -> None:
         raise UsageError("give TEXT or --input FILE, not both")
     tok = Tokenizer.load(args.model)
     text = args.text if args.text is not None else _read_text(args.input)
-    ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    try:
+        ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    except TokenizerError as err:  # e.g. a split pattern that skips characters: the file's fault
+        raise TokenizerError(f"{args.model}: {err}") from None
     print(json.dumps(ids) if args.json else " ".join(map(str, ids)))
 
 

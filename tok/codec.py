@@ -12,7 +12,9 @@
     }
 
 One merge per line, in rank order (merge k makes the id 256 + k); special tokens by id. The
-same tokenizer always gives the same bytes. `dumps` and `loads` know nothing of the
+same tokenizer always gives the same bytes. A tokenizer whose bytes have other ids than 0..255
+in byte order (GPT-2's) is written as version 2, with a `"byte_ids"` line (byte -> id) after
+the pattern. `dumps` and `loads` know nothing of the
 `Tokenizer` class; `write_text` writes a file atomically.
 """
 
@@ -29,6 +31,7 @@ from tok.errors import TokenizerError, is_int
 
 FORMAT = "llm-tiny-bpe"
 VERSION = 1
+BYTE_IDS_VERSION = 2  # the version of a file with "byte_ids"
 
 
 class TokenizerData(NamedTuple):
@@ -37,6 +40,7 @@ class TokenizerData(NamedTuple):
     merges: dict[tuple[int, int], int]
     pattern: str
     special_tokens: dict[str, int]
+    byte_ids: tuple[int, ...] | None = None  # byte b -> its id; None: b itself
 
 
 def dumps(data: TokenizerData) -> str:
@@ -44,12 +48,15 @@ def dumps(data: TokenizerData) -> str:
     merges = ",\n".join(f"    [{a}, {b}]" for a, b in data.merges)
     by_id = dict(sorted(data.special_tokens.items(), key=lambda item: item[1]))
     specials = json.dumps(by_id, ensure_ascii=False)
+    version = VERSION if data.byte_ids is None else BYTE_IDS_VERSION
+    byte_ids = "" if data.byte_ids is None else f'  "byte_ids": {list(data.byte_ids)},\n'
     return (
         "{\n"
         f'  "format": "{FORMAT}",\n'
-        f'  "version": {VERSION},\n'
+        f'  "version": {version},\n'
         f'  "pattern": {json.dumps(data.pattern, ensure_ascii=False)},\n'
-        f'  "special_tokens": {specials},\n'
+        + byte_ids
+        + f'  "special_tokens": {specials},\n'
         + ('  "merges": [\n' + merges + "\n  ]\n" if merges else '  "merges": []\n')
         + "}\n"
     )
@@ -86,18 +93,33 @@ def loads(text: str) -> TokenizerData:
     defined before use) by the `Tokenizer` built from them."""
     if not isinstance(text, str):
         raise TokenizerError(f"tokenizer JSON must be a str, not {type(text).__name__}")
-    data = parse_json(text)
+    return from_object(parse_json(text))
+
+
+def from_object(data: Any) -> TokenizerData:
+    """`loads` on the parsed JSON."""
     if not isinstance(data, dict):
         raise TokenizerError("a tokenizer file must hold a JSON object")
     expected = {"format", "version", "pattern", "special_tokens", "merges"}
+    if data.get("version") == BYTE_IDS_VERSION:
+        expected.add("byte_ids")
     for key in sorted(expected - data.keys()):
         raise TokenizerError(f"missing field {key!r}")
     for key in sorted(data.keys() - expected):
         raise TokenizerError(f"unknown field {key!r}")
     if data["format"] != FORMAT:
         raise TokenizerError(f"format is {data['format']!r}, expected {FORMAT!r}")
-    if not is_int(data["version"]) or data["version"] != VERSION:
-        raise TokenizerError(f"unsupported version {data['version']!r} (this reads {VERSION})")
+    if not is_int(data["version"]) or data["version"] not in (VERSION, BYTE_IDS_VERSION):
+        raise TokenizerError(
+            f"unsupported version {data['version']!r} (this reads {VERSION} and {BYTE_IDS_VERSION})"
+        )
+    byte_ids = data.get("byte_ids")
+    if byte_ids is not None and not (
+        isinstance(byte_ids, list)
+        and all(map(is_int, byte_ids))
+        and sorted(byte_ids) == list(range(256))
+    ):
+        raise TokenizerError("byte_ids must list the ids 0..255, one for each byte")
     specials, raw = data["special_tokens"], data["merges"]
     if not isinstance(specials, dict):
         raise TokenizerError("special_tokens must be an object of text -> id")
@@ -113,7 +135,9 @@ def loads(text: str) -> TokenizerData:
                 f"merge {rank} repeats the pair {list(pair)} of merge {merges[pair] - 256}"
             )
         merges[pair] = 256 + rank
-    return TokenizerData(merges, data["pattern"], specials)
+    return TokenizerData(
+        merges, data["pattern"], specials, None if byte_ids is None else tuple(byte_ids)
+    )
 
 
 def read_text(path: str | os.PathLike[str]) -> str:

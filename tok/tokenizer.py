@@ -28,11 +28,12 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
+from pathlib import Path
 from typing import Literal, cast
 
 import regex
 
-from tok import codec
+from tok import codec, gpt2_files
 from tok.cache import ChunkCache
 from tok.errors import TokenizerError, is_int
 from tok.learn import learn_merges
@@ -42,11 +43,15 @@ from tok.patterns import GPT4_PATTERN, PATTERNS, pattern_regex
 from tok.splitter import Splitter
 
 
-def build_vocab(merges: dict[tuple[int, int], int]) -> dict[int, bytes]:
+def build_vocab(
+    merges: dict[tuple[int, int], int], byte_ids: Sequence[int] = range(256)
+) -> dict[int, bytes]:
     """id -> bytes for the 256 bytes and every merge; TokenizerError if a merge is not valid."""
     if len(merges) > sys.maxunicode - 256:  # ids, and one more, must fit in str characters
         raise TokenizerError(f"too many merges: {len(merges)} > {sys.maxunicode - 256}")
-    vocab = {i: bytes([i]) for i in range(256)}
+    if sorted(byte_ids) != list(range(256)) or not all(map(is_int, byte_ids)):
+        raise TokenizerError("byte_ids must give each of the 256 bytes one of the ids 0..255")
+    vocab = {i: bytes([b]) for b, i in sorted(enumerate(byte_ids), key=itemgetter(1))}
     for rank, (pair, new_id) in enumerate(merges.items()):
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise TokenizerError(f"merge {rank} is not a (left, right) pair: {pair!r}")
@@ -61,12 +66,34 @@ def build_vocab(merges: dict[tuple[int, int], int]) -> dict[int, bytes]:
     return vocab
 
 
+def check_special_tokens(tokens: dict[str, int], registered: dict[str, int], lowest: int) -> None:
+    """TokenizerError unless each new token is a non-empty text not registered yet, with an id
+    of its own in [lowest, 2**31)."""
+    taken = {i: t for t, i in registered.items()}
+    for text, new_id in tokens.items():
+        if not isinstance(text, str) or not text:
+            raise TokenizerError(f"a special token must be a non-empty string: {text!r}")
+        if text in registered:
+            raise TokenizerError(f"special token {text!r} is already registered")
+        if not is_int(new_id) or not lowest <= new_id < 2**31:
+            raise TokenizerError(
+                f"special token {text!r} has id {new_id!r}; special ids must be integers"
+                f" >= {lowest} (above every merge) and < 2**31"
+            )
+        if new_id in taken:
+            raise TokenizerError(
+                f"special tokens {taken[new_id]!r} and {text!r} have the same id {new_id}"
+            )
+        taken[new_id] = text
+
+
 class Tokenizer:
     """A byte-level BPE tokenizer: a split pattern, a ranked merge list, special tokens.
 
     `merges` maps (left id, right id) to the new id 256 + rank, in rank order; `vocab`
     maps every ordinary id to its bytes; `special_tokens` maps each special token's text
-    to its id, above all merge ids. Treat the attributes as read-only: build a new
+    to its id, above all merge ids. `byte_ids[b]` is the id of byte b: b itself for a
+    tokenizer trained here, GPT-2's own order for GPT-2's (`tok.gpt2.load_gpt2`). Treat the attributes as read-only: build a new
     Tokenizer (or call `register_special_tokens`) to change them.
     """
 
@@ -75,17 +102,21 @@ class Tokenizer:
         merges: dict[tuple[int, int], int] | None = None,
         pattern: str = GPT4_PATTERN,
         special_tokens: dict[str, int] | None = None,
+        byte_ids: Sequence[int] | None = None,
     ) -> None:
         """Check and index the merges, pattern and special tokens; TokenizerError if invalid.
 
         `pattern` is a regex, "" for no pre-split, or a name from PATTERNS ("gpt4", ...).
+        `byte_ids` (default: byte b is id b) is a permutation of 0..255.
         """
         merges = dict(merges or {})
         if not isinstance(pattern, str):
             raise TokenizerError(f"pattern must be a string, got {type(pattern).__name__}")
         pattern = pattern_regex(pattern)
         splitter = Splitter(pattern)
-        vocab = build_vocab(merges)
+        ids = tuple(range(256)) if byte_ids is None else tuple(byte_ids)
+        vocab = build_vocab(merges, ids)
+        self.byte_ids = ids
         self.pattern = pattern
         self.merges = merges
         self.vocab = vocab
@@ -93,6 +124,8 @@ class Tokenizer:
         rank = {chr(a) + chr(b): z for (a, b), z in merges.items()}
         # a character that stands for no merge-level id
         self.cache = ChunkCache(splitter, rank, list(rank), chr(256 + len(merges)))
+        if ids != tuple(range(256)):
+            self.cache.byte_table = {b: chr(i) for b, i in enumerate(ids)}
         # id -> its bytes as a latin-1 str: joining strs is much faster than joining bytes.
         self._decoder = {i: b.decode("latin-1") for i, b in vocab.items()}
         self._special_splits: dict[frozenset[str], Callable[[str], list[str]]] = {}
@@ -107,23 +140,7 @@ class Tokenizer:
                 raise TokenizerError("special tokens must be a dict or a list of strings")
             first = self.vocab_size
             tokens = {text: first + i for i, text in enumerate(tokens)}
-        taken = {i: t for t, i in self.special_tokens.items()}
-        lowest = 256 + len(self.merges)
-        for text, new_id in tokens.items():
-            if not isinstance(text, str) or not text:
-                raise TokenizerError(f"a special token must be a non-empty string: {text!r}")
-            if text in self.special_tokens:
-                raise TokenizerError(f"special token {text!r} is already registered")
-            if not is_int(new_id) or not lowest <= new_id < 2**31:
-                raise TokenizerError(
-                    f"special token {text!r} has id {new_id!r}; special ids must be integers"
-                    f" >= {lowest} (above every merge) and < 2**31"
-                )
-            if new_id in taken:
-                raise TokenizerError(
-                    f"special tokens {taken[new_id]!r} and {text!r} have the same id {new_id}"
-                )
-            taken[new_id] = text
+        check_special_tokens(tokens, self.special_tokens, 256 + len(self.merges))
         for text, new_id in tokens.items():
             self.special_tokens[text] = new_id
             self._decoder[new_id] = latin1(text)
@@ -272,7 +289,9 @@ class Tokenizer:
 
     def to_json(self) -> str:
         """The canonical JSON text of this tokenizer: one merge per line, stable bytes."""
-        return codec.dumps(codec.TokenizerData(self.merges, self.pattern, self.special_tokens))
+        ids = None if self.byte_ids == tuple(range(256)) else self.byte_ids
+        data = codec.TokenizerData(self.merges, self.pattern, self.special_tokens, ids)
+        return codec.dumps(data)
 
     def fingerprint(self) -> str:
         """SHA-256 hex digest of `to_json()`: equal tokenizers, equal fingerprints."""
@@ -289,12 +308,19 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        """Read a file written by `save`; a corrupt file -> TokenizerError, a missing one OSError."""
-        text = codec.read_text(path)
+        """Read a file written by `save`, a GPT-2 folder (vocab.json + merges.txt and/or
+        tokenizer.json) or an HF tokenizer.json; a corrupt file -> TokenizerError, a missing
+        one OSError (a missing file of a GPT-2 folder: TokenizerError naming it)."""
         try:
-            return cls.from_json(text)
+            if os.path.isdir(path):
+                return cls(*gpt2_files.read_gpt2(path))
+            data = codec.parse_json(codec.read_text(path))
+            if isinstance(data, dict) and "model" in data and "format" not in data:
+                return cls(*gpt2_files.read_tokenizer_json(Path(path), data))
+            return cls(*codec.from_object(data))
         except TokenizerError as err:
-            raise TokenizerError(f"{path}: {err}") from None
+            msg = str(err)
+            raise TokenizerError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Tokenizer) and self.to_json() == other.to_json()

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 from tok.bpe import GPT4_PATTERN, Tokenizer
 from tok.cli import Parser, UsageError
+from tok.gpt2 import byte_chars
 
 PREFIX_BYTES = 200_000  # the "first 200 KB": cut after the last newline before this byte
 TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
@@ -83,13 +84,6 @@ def first_bytes(text: str, limit: int) -> str:
 # -- the reference libraries, built to do the same job ------------------------------------
 
 
-def _byte_chars() -> list[str]:
-    """GPT-2's printable stand-in character for each byte, as HF's ByteLevel uses."""
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = iter(range(256, 512))
-    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
-
-
 def hf_train(hf: Any, text: str, vocab_size: int) -> Any:
     """HF tokenizers' BPE trainer with our split pattern, all 256 bytes to start with."""
     tok = hf.Tokenizer(hf.models.BPE())
@@ -110,7 +104,7 @@ def hf_train(hf: Any, text: str, vocab_size: int) -> Any:
 
 def hf_from(hf: Any, ours: Tokenizer) -> Any:
     """An HF tokenizers BPE with our merges, vocab and pattern."""
-    chars = _byte_chars()
+    chars = byte_chars()
 
     def name(i: int) -> str:
         return "".join(chars[b] for b in ours.vocab[i])

@@ -197,3 +197,18 @@ def test_runs_as_a_module(model: Path) -> None:
         check=False,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "Hi", "")
+
+
+def test_an_encode_error_names_the_tokenizer_file(tmp_path: Path) -> None:
+    # a pattern that matches only "0" loads, then skips characters of the text
+    path = tmp_path / "t.json"
+    path.write_text(Tokenizer(pattern="0").to_json(), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "tok.bpe", "encode", "--model", str(path), "hello"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {path}: the split pattern skipped some characters")
