@@ -77,22 +77,6 @@ class Corpus:
                     "or lower model.block_size)"
                 )
 
-    def summary(self) -> str:
-        """Documents, bytes and tokens of each split, and what building them cost."""
-        st, lines = self.stats, []
-        for split, tf in (("train", self.train), ("val", self.val)):
-            docs, size = st["splits"][split]
-            ratio = f"{size / tf.n:.2f}" if tf.n else "n/a"
-            lines.append(
-                f"{split}: {docs:,} document(s), {size / 1e6:,.1f} MB, {tf.n:,} tokens "
-                f"({ratio} bytes/token)"
-            )
-        lines.append(
-            f"tokenizer {st['tokenizer_s']:.1f} s, encoding {st['encode_s']:.1f} s, "
-            f"peak memory {peak_rss_mb():,.0f} MB (this process + its largest worker)"
-        )
-        return "\n".join(lines)
-
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process plus that of its largest finished child, in MB."""

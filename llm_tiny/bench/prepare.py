@@ -4,7 +4,7 @@
 
 Each run is a child process watched by `llm_tiny.bench.memory` (peak RSS and PSS of its whole process
 tree): our `prepare` with each worker count (fresh caches each time; the tokenizer and encoding
-seconds come from its summary), then, with --refs, HF `tokenizers` training the same vocabulary
+seconds come from its `--json` summary), then, with --refs, HF `tokenizers` training the same vocabulary
 with our split pattern from the file, and `tiktoken` given our merges encoding our training split
 (one thread on the whole text, then `encode_ordinary_batch` with 2 threads over the same ~1 MB
 pieces our workers get), its ids checked against our cache.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -67,20 +66,20 @@ def _prepare(corpus: str, vocab: int, workers: int, folder: Path) -> dict[str, f
         f"data.workers={workers}",
         f"data.cache_dir={folder}",
         "--quiet",
+        "--json",
     ]
-    out = folder / "out.txt"
+    out = folder / "summary.json"
     r = watch(["sh", "-c", " ".join(map(_q, cmd)) + f" > {_q(str(out))}"])
     text = out.read_text()
     if r["code"] != 0:
         raise SystemExit(f"prepare failed:\n{text}")
-    found = re.search(r"tokenizer ([\d.]+) s, encoding ([\d.]+) s", text)
-    assert found is not None, text
-    r.update(tokenizer_s=float(found[1]), encode_s=float(found[2]))
+    summary = json.loads(text)  # prepare's own figures, as data
+    r.update(tokenizer_s=summary["tokenizer_s"], encode_s=summary["encode_s"])
     return r
 
 
 def _rate(mb: float, seconds: float) -> str:
-    """MB/s, or n/a where the time printed rounds to 0 (a corpus too small to time)."""
+    """MB/s, or n/a where no time was measured."""
     return f"{mb / seconds:.2f}" if seconds > 0 else "n/a"
 
 

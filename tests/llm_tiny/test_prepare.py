@@ -21,10 +21,11 @@ import llm_tiny.data
 import llm_tiny.tokens
 import tok.parallel
 from llm_tiny.checkpoint import load_checkpoint, tokenizer_of
-from llm_tiny.config import DataCfg
+from llm_tiny.config import DataCfg, load_config
 from llm_tiny.corpus import documents, scan
 from llm_tiny.data import EOT, Corpus, prepare
 from llm_tiny.errors import UserError
+from llm_tiny.prepare import Split, Summary, run
 from llm_tiny.prepare import main as prepare_main
 from llm_tiny.tokens import build_cache, open_cache
 from llm_tiny.train import main as train_main
@@ -276,7 +277,7 @@ def test_a_part_without_progress_is_never_used(
 KILL_DRIVER = """
 import os, signal, sys
 import llm_tiny.data, llm_tiny.tokens, tok.parallel
-from llm_tiny.config import DataCfg
+from llm_tiny.config import DataCfg, load_config
 llm_tiny.tokens.SAVE_EVERY_S = 0
 llm_tiny.data.PIECE_CHARS = 200
 tok.parallel.TASK_CHARS = 500
@@ -470,6 +471,47 @@ def test_prepare_command_prints_a_summary(
         assert f" {tf.n:,} tokens ({n_bytes / tf.n:.2f} bytes/token)" in line
     assert sizes["train"][0] + sizes["val"][0] == len(docs)
     assert out[-1].startswith("tokenizer ") and "peak memory" in out[-1]
+
+
+def test_prepare_json_is_the_summary_as_data_and_the_text_is_made_from_it(
+    tmp_path: Path,
+    folder: tuple[Path, list[str]],
+    yaml_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, docs = folder
+    argv = [str(yaml_file), f"data.path={path}", f"data.cache_dir={tmp_path / 'c'}", "--quiet"]
+    assert prepare_main([*argv, "--json"]) == 0
+    out, err = capsys.readouterr()
+    got = json.loads(out)  # stdout is the JSON alone; notes ("saved tokenizer ...") on stderr
+    assert "saved tokenizer" in err
+    c = prepare(dcfg(path, tmp_path / "c"), log=quiet)
+    sizes = scan(str(path), log=quiet).split_sizes()
+    assert got["path"] == str(path) and got["tokenizer"] == str(c.tokenizer_path)
+    assert got["vocab_size"] == 300
+    for split, tf in (("train", c.train), ("val", c.val)):
+        n_docs, n_bytes = sizes[split]
+        assert got[split] == {"documents": n_docs, "bytes": n_bytes, "tokens": tf.n}
+    assert got["train"]["documents"] + got["val"]["documents"] == len(docs)
+    assert got["tokenizer_s"] >= 0 and got["encode_s"] >= 0 and got["peak_memory_mb"] > 10
+    summary = Summary(**{**got, "train": Split(**got["train"]), "val": Split(**got["val"])})
+    assert prepare_main(argv) == 0  # the human text is the same figures, written out
+    text = capsys.readouterr().out.splitlines()[-4:]
+    assert text[:3] == summary.text().splitlines()[:3]
+    assert text[3].startswith(f"tokenizer {got['tokenizer_s']:.1f} s, encoding ")
+
+
+def test_run_returns_the_summary(tmp_path: Path, folder: tuple[Path, list[str]]) -> None:
+    path, _ = folder
+    cfg = load_config(None, [f"data.path={path}", f"data.cache_dir={tmp_path / 'c'}"])
+    s = run(cfg, log=quiet)
+    c = prepare(cfg.data, log=quiet)
+    assert (s.train.tokens, s.val.tokens, s.vocab_size) == (
+        c.train.n,
+        c.val.n,
+        c.tokenizer.vocab_size,
+    )
+    assert s.text().splitlines()[1].startswith(f"train: {s.train.documents:,} document(s), ")
 
 
 @pytest.mark.parametrize(
