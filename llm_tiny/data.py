@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -76,14 +75,6 @@ class Corpus:
                     f"block_size + 1 = {block_size + 1} (use a longer corpus, change data.val_frac, "
                     "or lower model.block_size)"
                 )
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process plus that of its largest finished child, in MB."""
-    me, kids = (
-        resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    return (me + kids) / 1024  # Linux reports KB
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llm_tiny.config import Config, load_config, split_args
-from llm_tiny.data import Corpus, peak_rss_mb, prepare
+from llm_tiny.data import Corpus, prepare
 from llm_tiny.errors import ArgumentParser, cli
+from llm_tiny.metrics import peak_rss_mb
 
 EPILOG = """examples:
   python -m llm_tiny.prepare configs/tiny.yaml
@@ -80,7 +81,7 @@ class Summary:
             val=splits["val"],
             tokenizer_s=st["tokenizer_s"],
             encode_s=st["encode_s"],
-            peak_memory_mb=peak_rss_mb(),
+            peak_memory_mb=peak_rss_mb(children=True),
         )
 
     def text(self) -> str:

