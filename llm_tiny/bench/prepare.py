@@ -22,6 +22,17 @@ import tempfile
 from pathlib import Path
 
 from llm_tiny.bench.memory import watch
+from llm_tiny.table import markdown_table
+
+COLUMNS = (
+    "run",
+    "tokenizer s",
+    "encode s",
+    "encode MB/s",
+    "total s",
+    "peak tree RSS MB",
+    "peak tree PSS MB",
+)
 
 
 def _prepare(corpus: str, vocab: int, workers: int, folder: Path) -> dict[str, float]:
@@ -73,46 +84,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refs", action="store_true", help="also HF tokenizers and tiktoken")
     a = p.parse_args(argv)
     size = os.path.getsize(a.corpus) / 1e6
-    rows = [
-        f"corpus {a.corpus} ({size:,.0f} MB), vocab {a.vocab}, load {os.getloadavg()[0]:.2f}",
-        "",
-        "| run | tokenizer s | encode s | encode MB/s | total s | peak tree RSS MB | peak tree PSS MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    tok_path = cache = ""
-    for w in map(int, a.workers.split(",")):
-        folder = Path(tempfile.mkdtemp(prefix="prepbench-"))
-        r = _prepare(a.corpus, a.vocab, w, folder)
-        rows.append(
-            f"| ours, {w} worker(s) | {r['tokenizer_s']:.1f} | {r['encode_s']:.1f} | "
-            f"{_rate(size, r['encode_s'])} | {r['s']:.1f} | {r['rss_mb']:,.0f} | {r['pss_mb']:,.0f} |"
-        )
-        print(rows[-1], flush=True)
-        if a.refs and not tok_path:
-            keep = Path(tempfile.mkdtemp(prefix="prepbench-keep-"))
-            tok_path = str(shutil.copy(next(folder.glob("tok-*.json")), keep))
-            bins = sorted(folder.glob("*.bin"), key=lambda f: f.stat().st_size)
-            cache = str(shutil.copy(bins[-1], keep))  # the training split's cache is the larger
-        shutil.rmtree(folder)
-    if a.refs:
-        hf = _child("hf-train", a.corpus, str(a.vocab))
-        rows.append(
-            f"| HF tokenizers train | {hf['s']:.1f} | | | {hf['s']:.1f} | {hf['rss_mb']:,.0f} | {hf['pss_mb']:,.0f} |"
-        )
-        tt = _child("tiktoken-encode", a.corpus, tok_path, cache)
-        rows.append(
-            f"| tiktoken, our merges, 1 thread | | {tt['s']:.1f} | {tt['mb'] / tt['s']:.2f} | | | |"
-        )
-        rows.append(
-            f"| tiktoken, encode_ordinary_batch, 2 threads | | {tt['s_batch2']:.1f} | "
-            f"{tt['mb'] / tt['s_batch2']:.2f} | | | |"
-        )
-        rows.append(
-            f"\nids equal to ours: {tt['same_ids']} (tiktoken on {tt['mb']:,.0f} MB, our train split)"
-        )
-    rows.append(f"load after: {os.getloadavg()[0]:.2f}")
-    print("\n".join(rows))
+    print(f"corpus {a.corpus} ({size:,.0f} MB), vocab {a.vocab}, load {os.getloadavg()[0]:.2f}")
+    rows: list[list[str]] = []
+    keep = Path(tempfile.mkdtemp(prefix="prepbench-keep-"))  # our tokenizer and cache, for --refs
+    try:
+        for w in map(int, a.workers.split(",")):
+            folder = Path(tempfile.mkdtemp(prefix="prepbench-"))
+            r = _prepare(a.corpus, a.vocab, w, folder)
+            rows.append(
+                [f"ours, {w} worker(s)", f"{r['tokenizer_s']:.1f}", f"{r['encode_s']:.1f}"]
+                + [_rate(size, r["encode_s"]), f"{r['s']:.1f}"]
+                + [f"{r['rss_mb']:,.0f}", f"{r['pss_mb']:,.0f}"]
+            )
+            print(f"prepbench: {' | '.join(map(str, rows[-1]))}", file=sys.stderr, flush=True)
+            if a.refs and not any(keep.iterdir()):
+                shutil.copy(next(folder.glob("tok-*.json")), keep)
+                bins = sorted(folder.glob("*.bin"), key=lambda f: f.stat().st_size)
+                shutil.copy(bins[-1], keep)  # the training split's cache is the larger
+            shutil.rmtree(folder)
+        notes = _references(a.corpus, a.vocab, keep, rows) if a.refs else []
+    finally:
+        shutil.rmtree(keep)
+    print("\n" + markdown_table(COLUMNS, rows))
+    print("\n".join(["", *notes, f"load after: {os.getloadavg()[0]:.2f}"]))
     return 0
+
+
+def _references(corpus: str, vocab: int, keep: Path, rows: list[list[str]]) -> list[str]:
+    """HF training and tiktoken encoding rows (added to rows); the note on their ids."""
+    tok_path, cache = str(next(keep.glob("*.json"))), str(next(keep.glob("*.bin")))
+    hf = _child("hf-train", corpus, str(vocab))
+    rows.append(
+        ["HF tokenizers train", f"{hf['s']:.1f}", "", "", f"{hf['s']:.1f}"]
+        + [f"{hf['rss_mb']:,.0f}", f"{hf['pss_mb']:,.0f}"]
+    )
+    tt = _child("tiktoken-encode", corpus, tok_path, cache)
+    for name, s in (
+        ("our merges, 1 thread", tt["s"]),
+        ("encode_ordinary_batch, 2 threads", tt["s_batch2"]),
+    ):
+        rows.append([f"tiktoken, {name}", "", f"{s:.1f}", f"{tt['mb'] / s:.2f}", "", "", ""])
+    return [
+        f"ids equal to ours: {tt['same_ids']} (tiktoken on {tt['mb']:,.0f} MB, our train split)"
+    ]
 
 
 if __name__ == "__main__":

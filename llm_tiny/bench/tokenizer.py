@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from llm_tiny.bench.references import hf_from, hf_train, read_corpus, tiktoken_from
+from llm_tiny.table import markdown_table
 from tok.bpe import Tokenizer
 from tok.cli import _Parser, _UsageError
 
@@ -106,55 +107,45 @@ def fmt_rate(n_bytes: int, seconds: float | None) -> str:
     return "–" if seconds is None else f"{n_bytes / seconds / 1e6:.1f} MB/s"
 
 
-def report(
-    corpus: Path = TINY,
-    plays: Path | None = None,
-    repeats: int = 3,
-    vocabs: tuple[int, int, int] = (1000, 4096, 8192),
-) -> str:
-    """Run every measurement and return a markdown report (a note, then a table).
+Row = tuple[str, str, str, str]  # task, ours, HF tokenizers, tiktoken
+COLUMNS = ("task", "ours (pure Python)", "HF tokenizers", "tiktoken")
 
-    `vocabs`: for the first 200 KB, for the whole corpus (also used to encode and
-    decode), and for the big corpus.
-    """
-    small, mid, large = vocabs
-    hf, tiktoken = _optional("tokenizers"), _optional("tiktoken")
-    text = read_corpus(corpus)
-    big = read_corpus(plays) if plays is not None else None  # fail early on a bad path
-    head = first_bytes(text, PREFIX_BYTES)
-    n_text, n_head = len(text.encode()), len(head.encode())
-    rows: list[tuple[str, str, str, str]] = []
 
-    def train_row(label: str, sample: str, vocab: int, runs: int = repeats) -> None:
-        t = race(
-            {
-                "ours": lambda: Tokenizer.train(sample, vocab),
-                "hf": (lambda: hf_train(hf, sample, vocab)) if hf else None,
-            },
-            runs,
-        )
-        ours, ref = cast(float, t["ours"]), t["hf"]
-        ratio = f" ({ours / ref:.2f}× HF's time)" if ref else ""
-        rows.append((label, fmt_s(ours) + ratio, fmt_s(ref), "–"))
+def train_row(label: str, sample: str, vocab: int, hf: Any, runs: int) -> Row:
+    """Ours and HF training the same sample to the same vocabulary, taking turns."""
+    t = race(
+        {
+            "ours": lambda: Tokenizer.train(sample, vocab),
+            "hf": (lambda: hf_train(hf, sample, vocab)) if hf else None,
+        },
+        runs,
+    )
+    ours, ref = cast(float, t["ours"]), t["hf"]
+    ratio = f" ({ours / ref:.2f}× HF's time)" if ref else ""
+    return (label, fmt_s(ours) + ratio, fmt_s(ref), "–")
 
-    train_row(f"train: first {n_head:,} B → vocab {small}", head, small)
-    train_row(f"train: {n_text:,} B → vocab {mid}", text, mid)
-    if plays is not None and big is not None:
-        seconds, peak_mb = train_in_child(plays, large)
-        ref = race({"hf": (lambda: hf_train(hf, big, large)) if hf else None}, 1)["hf"]
-        ratio = f" ({seconds / ref:.2f}× HF's time)" if ref else ""
-        rows.append(
-            (
-                f"train: {len(big.encode()):,} B → vocab {large} (one run, own process)",
-                f"{fmt_s(seconds)}{ratio}, peak RSS {peak_mb:.0f} MB",
-                fmt_s(ref),
-                "–",
-            )
-        )
 
-    saved = Tokenizer.train(text, mid).to_json()
+def big_train_row(plays: Path, big: str, vocab: int, hf: Any) -> Row:
+    """One run each on the big corpus, ours in a process of its own for its peak memory."""
+    seconds, peak_mb = train_in_child(plays, vocab)
+    ref = race({"hf": (lambda: hf_train(hf, big, vocab)) if hf else None}, 1)["hf"]
+    ratio = f" ({seconds / ref:.2f}× HF's time)" if ref else ""
+    return (
+        f"train: {len(big.encode()):,} B → vocab {vocab} (one run, own process)",
+        f"{fmt_s(seconds)}{ratio}, peak RSS {peak_mb:.0f} MB",
+        fmt_s(ref),
+        "–",
+    )
+
+
+def codec_rows(
+    text: str, vocab: int, hf: Any, tiktoken: Any, repeats: int
+) -> tuple[list[Row], list[str]]:
+    """Encode (warm caches, then a first call on a fresh tokenizer) and decode rows, and which
+    references gave our ids."""
+    saved = Tokenizer.train(text, vocab).to_json()
     tok = Tokenizer.from_json(saved)  # as if loaded from a file
-    ids = tok.encode(text)
+    ids, n_text = tok.encode(text), len(text.encode())
     tt = tiktoken_from(tiktoken, tok) if tiktoken else None
     # The first encode of freshly loaded tokenizers (empty caches), taking turns with tiktoken.
     fresh = [Tokenizer.from_json(saved) for _ in range(repeats)]
@@ -180,6 +171,7 @@ def report(
         repeats,
         min_seconds=0.2,
     )
+    rows: list[Row] = []
     for label, ours, e_tt in [
         ("warm caches", cast(float, enc["ours"]), enc["tt"]),
         ("first call, empty caches", cast(float, cold["ours"]), cold["tt"]),
@@ -188,7 +180,7 @@ def report(
         first = label == "warm caches"
         rows.append(
             (
-                f"encode: {n_text:,} B, vocab {mid}, {label}",
+                f"encode: {n_text:,} B, vocab {vocab}, {label}",
                 fmt_rate(n_text, ours) + vs,
                 fmt_rate(n_text, enc["hf"]) if first else "",
                 fmt_rate(n_text, e_tt) if e_tt else "",
@@ -213,7 +205,33 @@ def report(
             fmt_rate(n_text, d_tt),
         )
     )
+    return rows, same
 
+
+def report(
+    corpus: Path = TINY,
+    plays: Path | None = None,
+    repeats: int = 3,
+    vocabs: tuple[int, int, int] = (1000, 4096, 8192),
+) -> str:
+    """Run every measurement and return a markdown report (a note, then a table).
+
+    `vocabs`: for the first 200 KB, for the whole corpus (also used to encode and
+    decode), and for the big corpus.
+    """
+    small, mid, large = vocabs
+    hf, tiktoken = _optional("tokenizers"), _optional("tiktoken")
+    text = read_corpus(corpus)
+    big = read_corpus(plays) if plays is not None else None  # fail early on a bad path
+    head = first_bytes(text, PREFIX_BYTES)
+    n_text, n_head = len(text.encode()), len(head.encode())
+    rows = [
+        train_row(f"train: first {n_head:,} B → vocab {small}", head, small, hf, repeats),
+        train_row(f"train: {n_text:,} B → vocab {mid}", text, mid, hf, repeats),
+    ]
+    if plays is not None and big is not None:
+        rows.append(big_train_row(plays, big, large, hf))
+    codec, same = codec_rows(text, mid, hf, tiktoken, repeats)
     load = ""
     if hasattr(os, "getloadavg"):  # other work on the machine slows everyone down alike
         load = f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
@@ -226,10 +244,8 @@ def report(
         + f"; median of {repeats} runs, wall clock{load}; {', '.join(versions)}.",
         f"Our ids compared with: {', '.join(same) or 'nothing (no reference installed)'}.",
         "",
-        "| task | ours (pure Python) | HF tokenizers | tiktoken |",
-        "| --- | --- | --- | --- |",
+        markdown_table(COLUMNS, rows + codec),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from llm_tiny.bench import model as bench
+from llm_tiny.bench import peak, report
 from llm_tiny.bench import tokenizer as tok_bench
 
 QUICK = ["--repeats", "2", "--warmup", "1", "--batch-size", "4", "--gen-tokens", "4"]
@@ -48,13 +49,13 @@ def test_bench_table_has_every_column_and_a_same_run_ratio(
         return real_report(path, repeats=1, vocabs=(260, 270, 280))
 
     monkeypatch.setattr(tok_bench, "report", small_report)
-    report = tmp_path / "BENCH.md"
-    argv = [*tiny_args(), *QUICK, "--compare", "model.attn=naive", "--out", str(report)]
+    out_file = tmp_path / "BENCH.md"
+    argv = [*tiny_args(), *QUICK, "--compare", "model.attn=naive", "--out", str(out_file)]
     assert bench.main([*argv, "--tokenizer", str(corpus)]) == 0
     out = capsys.readouterr().out
-    assert corpora == [corpus] and "| task | ours (pure Python) |" in out
+    assert corpora == [corpus] and "ours (pure Python)" in out
     header, rows = table(out)
-    assert header == list(bench.COLUMNS)
+    assert header == list(report.COLUMNS)
     assert [r[0] for r in rows] == ["base", "model.attn=naive"]
     col = {h: i for i, h in enumerate(header)}
     for r in rows:
@@ -76,20 +77,20 @@ def test_bench_table_has_every_column_and_a_same_run_ratio(
     kv = num(base[col["gen tok/s (KV cache)"]]) / num(base[col["gen tok/s (no cache)"]])
     assert num(base[col["KV speedup"]]) == pytest.approx(kv, rel=0.05)
 
-    text = report.read_text(encoding="utf-8")
+    text = out_file.read_text(encoding="utf-8")
     assert re.search(
         r"^### \d{4}-\d\d-\d\d · CPU .* · torch " + re.escape(torch.__version__), text, re.M
     )
     assert "python -m llm_tiny.bench " in text and "--compare model.attn=naive" in text
-    assert table(text)[0] == list(bench.COLUMNS)
+    assert table(text)[0] == list(report.COLUMNS)
 
 
 def test_out_appends_under_a_new_heading(tmp_path: Path) -> None:
-    report = tmp_path / "BENCH.md"
-    report.write_text("# Benchmarks\n\nkept as is\n", encoding="utf-8")
-    bench.append_report(report, "first", "python -m llm_tiny.bench a", "| x |\n| - |\n| 1 |")
-    bench.append_report(report, "second", "python -m llm_tiny.bench b", "| x |\n| - |\n| 2 |")
-    text = report.read_text(encoding="utf-8")
+    path = tmp_path / "BENCH.md"
+    path.write_text("# Benchmarks\n\nkept as is\n", encoding="utf-8")
+    report.append_report(path, "first", "python -m llm_tiny.bench a", "| x |\n| - |\n| 1 |")
+    report.append_report(path, "second", "python -m llm_tiny.bench b", "| x |\n| - |\n| 2 |")
+    text = path.read_text(encoding="utf-8")
     assert text.startswith("# Benchmarks\n\nkept as is\n")
     assert (
         text.index("### first")
@@ -121,7 +122,7 @@ def test_peak_memory_sees_a_new_allocation_after_a_reset() -> None:
 
 
 @pytest.mark.parametrize(
-    "name, peak",
+    "name, tflops",
     [
         ("NVIDIA H100 80GB HBM3", 989.4),
         ("NVIDIA H100 PCIe", 756.0),
@@ -132,15 +133,15 @@ def test_peak_memory_sees_a_new_allocation_after_a_reset() -> None:
     ],
 )
 def test_peak_rate_is_looked_up_by_device_name(
-    monkeypatch: pytest.MonkeyPatch, name: str, peak: float | None
+    monkeypatch: pytest.MonkeyPatch, name: str, tflops: float | None
 ) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    assert bench.peak_tflops(torch.device("cuda")) == (peak, name)
+    assert peak.peak_tflops(torch.device("cuda")) == (tflops, name)
 
 
 def test_mfu_is_model_flops_over_peak() -> None:
     # 1e5 tok/s x 1e6 FLOPs/token = 1e11 FLOP/s = 10% of a 1 TFLOP/s device
-    assert bench.mfu(1e5, 1_000_000, 1.0) == pytest.approx(0.1)
+    assert peak.mfu(1e5, 1_000_000, 1.0) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
