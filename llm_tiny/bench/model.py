@@ -1,4 +1,4 @@
-"""Benchmark a config: training, inference and generation throughput, peak memory, MFU on CUDA.
+"""Benchmark a config: training, inference and generation throughput, peak memory, MFU.
 
     python -m llm_tiny.bench --config configs/tiny.yaml --compare model.attn=naive --out BENCH.md
 
@@ -6,7 +6,8 @@ Every number is the median of several timed repeats after a warm-up, with the de
 before each clock read. `--compare` adds a variant of the same config with one setting changed; the
 variants' repeats are interleaved, so a ratio between them is measured over the same stretch of time
 (on a shared machine, the other load hits both sides alike). Random token ids stand in for data:
-throughput does not depend on which tokens flow through the model.
+throughput does not depend on which tokens flow through the model. MFU divides by a GPU's datasheet
+peak, or by a CPU's own matmul peak measured in the same run (`llm_tiny.bench.peak`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from llm_tiny import train
 from llm_tiny.bench import tokenizer as tok_bench
 from llm_tiny.bench.options import Settings, parse_args, settings
 from llm_tiny.bench.report import (
+    PeakOf,
     Result,
     append_report,
     body,
@@ -250,15 +252,13 @@ def rate(v: Variant, phase: str, tokens: int) -> float:
     return tokens / statistics.median(v.times[phase])
 
 
-def results(variants: Sequence[Variant], s: Settings, peak: float | None) -> list[Result]:
-    """Each measured variant's figures for the table; MFU against `peak` TFLOP/s when given."""
+def results(variants: Sequence[Variant], s: Settings, peak_of: PeakOf) -> list[Result]:
+    """Each measured variant's figures for the table; MFU against the peak for its precision."""
     out = []
     for v in variants:
         assert v.model is None
         T = v.cfg.model.block_size
-        model = TinyGPT(
-            model_config(v.cfg)
-        )  # on CPU, for the parameter count and FLOPs formula only
+        model = TinyGPT(model_config(v.cfg))  # on CPU: its parameter count and FLOPs formula
         tokens = s.batch_size * T
         out.append(
             Result(
@@ -275,7 +275,7 @@ def results(variants: Sequence[Variant], s: Settings, peak: float | None) -> lis
                 peak_mb=v.peak_mb,
                 last_loss=v.last_loss,
                 flops_per_token=model.flops_per_token(T),
-                peak_tflops=peak,
+                peak_tflops=peak_of(amp_name(v.amp), v.threads if v.device.type == "cpu" else None),
             )
         )
     return out
@@ -294,8 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(variants)} variant(s) on {device_description(device)}")
     load_before = load_average()
     measure(variants, s, log)
-    peak, notes = device_notes(device, args.peak_tflops)
-    text = body(results(variants, s, peak), notes + run_notes(s, load_before))
+    if device.type == "cpu" and not args.peak_tflops:
+        log("peak: matmul probe, fp32 and bf16")
+    peak_of, notes = device_notes(device, args.peak_tflops, [v.threads or 0 for v in variants])
+    text = body(results(variants, s, peak_of), notes + run_notes(s, load_before))
     if args.tokenizer is not None:
         log("tokenizer benchmark (llm_tiny.bench.tokenizer)")
         corpus = Path(args.tokenizer) if args.tokenizer else None

@@ -47,7 +47,12 @@ def parser() -> ArgumentParser:
     ap.add_argument("--gen-tokens", type=int, default=None, help="default: min(128, block/2)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU")
+    ap.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="peak TFLOP/s for MFU (default: a GPU's datasheet bf16 rate, a CPU's measured matmul peak)",
+    )
     ap.add_argument(
         "--tokenizer",
         nargs="?",

@@ -10,14 +10,14 @@ import contextlib
 import math
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from llm_tiny.bench.options import Settings
-from llm_tiny.bench.peak import mfu, peak_tflops
+from llm_tiny.bench.peak import PROBE_SIZES, cpu_peaks, mfu, peak_tflops
 from llm_tiny.table import markdown_table
 
 COLUMNS = (
@@ -125,23 +125,48 @@ def append_report(path: Path, heading: str, command: str, body: str) -> None:
         f.write(text)
 
 
+PeakOf = Callable[[str, int | None], float | None]  # (amp, CPU threads) -> peak TFLOP/s
+
+
 def device_notes(
-    device: torch.device, peak_override: float | None
-) -> tuple[float | None, list[str]]:
-    """(the peak TFLOP/s for MFU, the notes on MFU and peak memory) for the device."""
-    if device.type != "cuda":
-        return None, [
-            "peak mem: the process's peak RSS (torch runtime included) during one train step, "
-            "one forward and a short generation, each variant alone"
+    device: torch.device, peak_override: float | None, threads: Sequence[int]
+) -> tuple[PeakOf, list[str]]:
+    """The peak TFLOP/s MFU divides by for a variant's precision and threads, and the notes on
+    MFU and peak memory. A CPU's peaks are measured now, for each thread count in `threads`."""
+    if device.type == "cuda":
+        peak, dev_name = peak_tflops(device)
+        peak = peak_override or peak
+        return (lambda amp, t: peak), [
+            f"MFU: training FLOPs (6N + 12·L·T·C per token) over {dev_name}'s peak dense bf16 rate "
+            + (f"of {peak:g} TFLOP/s" if peak else "(not in the table: pass --peak-tflops)"),
+            "peak mem: torch.cuda.max_memory_allocated during one train step, one forward and a "
+            "short generation, each variant alone",
         ]
-    peak, dev_name = peak_tflops(device)
-    peak = peak_override or peak
-    return peak, [
-        f"MFU: training FLOPs (6N + 12·L·T·C per token) over {dev_name}'s peak dense bf16 rate "
-        + (f"of {peak:g} TFLOP/s" if peak else "(not in the table: pass --peak-tflops)"),
-        "peak mem: torch.cuda.max_memory_allocated during one train step, one forward and a "
-        "short generation, each variant alone",
-    ]
+    memory = (
+        "peak mem: the process's peak RSS (torch runtime included) during one train step, "
+        "one forward and a short generation, each variant alone"
+    )
+    if peak_override:
+        return (lambda amp, t: peak_override), [
+            f"MFU: training FLOPs (6N + 12·L·T·C per token) over the given {peak_override:g} TFLOP/s",
+            memory,
+        ]
+    measured = cpu_peaks(list(threads))
+    return (lambda amp, t: measured.get((amp, t or 0))), [cpu_mfu_note(measured), memory]
+
+
+def cpu_mfu_note(measured: dict[tuple[str, int], float]) -> str:
+    """The note on CPU MFU: what it divides by, with the peaks measured in this run."""
+    per_threads = "; ".join(
+        f"{t} thread(s): fp32 {measured[('fp32', t)] * 1e3:,.0f}, bf16 {measured[('bf16', t)] * 1e3:,.0f}"
+        for t in sorted({t for _, t in measured})
+    )
+    sizes = "-".join(str(n) for n in (PROBE_SIZES[0], PROBE_SIZES[-1]))
+    return (
+        "MFU: training FLOPs (6N + 12·L·T·C per token) over this CPU's own matmul peak in the "
+        "variant's precision (fp32, or bf16 under bf16 autocast) with its threads, measured in "
+        f"this run (best of 3 square matmuls, {sizes}), in GFLOP/s: {per_threads}"
+    )
 
 
 def run_notes(s: Settings, load_before: str) -> list[str]:
