@@ -31,6 +31,7 @@ import torch
 from llm_tiny import train
 from llm_tiny.bench import tokenizer as tok_bench
 from llm_tiny.bench.options import Settings, parse_args, settings
+from llm_tiny.bench.peak import cpu_peaks
 from llm_tiny.bench.report import (
     PeakOf,
     Result,
@@ -294,9 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(variants)} variant(s) on {device_description(device)}")
     load_before = load_average()
     measure(variants, s, log)
+    measured = {}
     if device.type == "cpu" and not args.peak_tflops:
         log("peak: matmul probe, fp32 and bf16")
-    peak_of, notes = device_notes(device, args.peak_tflops, [v.threads or 0 for v in variants])
+        measured = cpu_peaks([v.threads or 0 for v in variants])
+    peak_of, notes = device_notes(device, args.peak_tflops, measured)
     text = body(results(variants, s, peak_of), notes + run_notes(s, load_before))
     if args.tokenizer is not None:
         log("tokenizer benchmark (llm_tiny.bench.tokenizer)")

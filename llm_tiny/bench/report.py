@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from llm_tiny.bench.options import Settings
-from llm_tiny.bench.peak import PROBE_SIZES, cpu_peaks, mfu, peak_tflops
+from llm_tiny.bench.peak import PROBE_SIZES, mfu, peak_tflops
 from llm_tiny.table import markdown_table
 
 COLUMNS = (
@@ -129,10 +129,10 @@ PeakOf = Callable[[str, int | None], float | None]  # (amp, CPU threads) -> peak
 
 
 def device_notes(
-    device: torch.device, peak_override: float | None, threads: Sequence[int]
+    device: torch.device, peak_override: float | None, measured: dict[tuple[str, int], float]
 ) -> tuple[PeakOf, list[str]]:
     """The peak TFLOP/s MFU divides by for a variant's precision and threads, and the notes on
-    MFU and peak memory. A CPU's peaks are measured now, for each thread count in `threads`."""
+    MFU and peak memory; `measured`: a CPU's probed peaks by (amp, threads), unless overridden."""
     if device.type == "cuda":
         peak, dev_name = peak_tflops(device)
         peak = peak_override or peak
@@ -151,7 +151,6 @@ def device_notes(
             f"MFU: training FLOPs (6N + 12·L·T·C per token) over the given {peak_override:g} TFLOP/s",
             memory,
         ]
-    measured = cpu_peaks(list(threads))
     return (lambda amp, t: measured.get((amp, t or 0))), [cpu_mfu_note(measured), memory]
 
 

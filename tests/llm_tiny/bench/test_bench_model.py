@@ -48,7 +48,7 @@ def test_bench_table_has_every_column_and_a_same_run_ratio(
     real_report, corpora = tok_bench.report, []
     fake_peak = 0.002  # TFLOP/s: the CPU probe's result, fixed, so the MFU formula can be checked
     fake = {(amp, t): fake_peak for t in (1, 2) for amp in ("fp32", "bf16")}
-    monkeypatch.setattr(report, "cpu_peaks", lambda threads: fake)
+    monkeypatch.setattr(bench, "cpu_peaks", lambda threads: fake)
 
     def small_report(path: Path) -> str:  # the real tokenizer benchmark, scaled to a test corpus
         corpora.append(path)
@@ -194,6 +194,7 @@ def test_cuda_run_reports_mfu_and_no_nonfinite_loss(
     assert all("NOT FINITE" not in r[col["last loss"]] for r in rows)
 
 
+@pytest.mark.slow
 def test_cpu_mfu_is_a_number_against_the_measured_peak(
     tiny_args: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -247,3 +248,13 @@ def test_the_cpu_note_states_each_measured_peak() -> None:
     note = report.cpu_mfu_note(measured)
     assert "1 thread(s): fp32 60, bf16 410; 2 thread(s): fp32 118, bf16 800" in note
     assert "GFLOP/s" in note and "bf16 autocast" in note
+
+
+def test_a_cpu_variant_divides_by_the_peak_of_its_precision_and_threads() -> None:
+    cpu = torch.device("cpu")
+    measured = {("fp32", 1): 0.06, ("bf16", 1): 0.4, ("fp32", 2): 0.11, ("bf16", 2): 0.7}
+    peak_of, notes = report.device_notes(cpu, None, measured)
+    assert [peak_of("fp32", 2), peak_of("bf16", 1), peak_of("bf16", 2)] == [0.11, 0.4, 0.7]
+    assert notes[0].startswith("MFU: ") and notes[1].startswith("peak mem: ")
+    peak_of, notes = report.device_notes(cpu, 0.5, {})  # --peak-tflops: no probe needed
+    assert peak_of("bf16", 1) == 0.5 and "given 0.5 TFLOP/s" in notes[0]
