@@ -47,7 +47,7 @@ PROMPT ?=
 STEPS ?= 200
 SEED ?= 1
 OUT ?= $(RUN)/hf
-.PHONY: prepare train eval sample export
+.PHONY: prepare train resume eval sample export
 
 prepare:  ## tokenizer + token caches of CFG's corpus, with a summary; TRAIN_ARGS="data.path=DIR ..."
 	$(PYTHON) -m llm_tiny.prepare $(CFG) $(TRAIN_ARGS)
@@ -55,13 +55,22 @@ prepare:  ## tokenizer + token caches of CFG's corpus, with a summary; TRAIN_ARG
 train:  ## train CFG (default configs/tiny.yaml) -> runs/<cfg name>/; TRAIN_ARGS="train.lr=1e-3 ..."
 	$(PYTHON) -m llm_tiny.train $(CFG) $(TRAIN_ARGS)
 
+resume:  ## continue CFG's stopped run from its ckpt_last.pt (same steps, as if never stopped)
+	$(PYTHON) -m llm_tiny.train $(CFG) train.resume=true $(TRAIN_ARGS)
+
+# eval, sample and export of a run never trained: one line that says how to train it
+need-ckpt = @test -e $(CKPT) || { echo "error: $(CKPT) not found: train it first: make train CFG=$(CFG)" >&2; exit 2; }
+
 eval:  ## val loss, perplexity, bits per byte of CKPT (default runs/<cfg name>/ckpt_best.pt)
+	$(need-ckpt)
 	$(PYTHON) -m llm_tiny.eval --ckpt $(CKPT)
 
 sample:  ## text from CKPT: make sample PROMPT="Hello" [STEPS=200 SEED=1]
+	$(need-ckpt)
 	$(PYTHON) -m llm_tiny.sample --ckpt $(CKPT) --prompt "$(PROMPT)" --steps $(STEPS) --seed $(SEED)
 
 export:  ## a Hugging Face transformers folder from CKPT -> OUT (default runs/<cfg name>/hf)
+	$(need-ckpt)
 	$(PYTHON) -m llm_tiny.export --ckpt $(CKPT) --out $(OUT)
 
 # ---- fine-tuning: pretrain once (skipped while its checkpoint exists), then train.init_from -------

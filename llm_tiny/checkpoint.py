@@ -9,19 +9,21 @@ the run uses, the bookkeeping a bit-exact resume needs, and the tokenizer itself
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from llm_tiny.errors import RunError, UserError, one_line
+from llm_tiny.errors import RunError, UserError, first_sentence, one_line
+from llm_tiny.filekind import missing_hint, not_a_checkpoint, pickle_calls
 from llm_tiny.files import atomic_write_bytes
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer, TokenizerError
@@ -57,6 +59,81 @@ def clean_state_dict(sd: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def pack(
+    model: TinyGPT,
+    config: dict[str, Any],
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    gen: torch.Generator,
+    tok: Tokenizer,
+    fingerprint: str,
+    loop: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint of a training run: the model (its config from model.cfg), the run's config,
+    optimizer, scaler, every RNG state, the tokenizer, and `loop`, the loop's place: step, best
+    (validation loss, inf for none yet), total_steps, budget_plan, elapsed_s and pending losses."""
+    device = next(model.parameters()).device
+    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": clean_state_dict(model.state_dict()),
+        "model_config": asdict(model.cfg),
+        "config": config,
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": loop["step"],
+        "best_val_loss": None if math.isinf(loop["best"]) else loop["best"],
+        "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": gen.get_state()},
+        "train_state": {
+            "total_steps": loop["total_steps"],
+            "budget_plan": loop["budget_plan"],
+            "elapsed_s": loop["elapsed_s"],
+            "pending": [float(v) for v in loop["pending"]],
+        },
+        "tokenizer": tok.to_json(),
+        "tokenizer_fingerprint": fingerprint,
+    }
+
+
+def restore(
+    ck: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    model: TinyGPT,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    gen: torch.Generator,
+) -> dict[str, Any]:
+    """Load pack's weights, optimizer, scaler and RNG states into the run's objects; return the
+    loop's place (step, best, budget_plan, elapsed_s, pending). A mismatch is a UserError."""
+    if asdict(model.cfg) != ck["model_config"]:
+        raise UserError(
+            f"{path} was trained with model {ck['model_config']}, but the config "
+            f"now asks for {asdict(model.cfg)}"
+        )
+    load_weights(model, ck["model"], path)
+    try:
+        opt.load_state_dict(ck["optimizer"])
+        scaler.load_state_dict(ck["scaler"])
+        rng, st = ck["rng"], ck["train_state"]
+        torch.set_rng_state(rng["torch"])
+        if next(model.parameters()).device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        gen.set_state(rng["data"])
+        plan = None if st["budget_plan"] is None else int(st["budget_plan"])
+        elapsed, pending = float(st["elapsed_s"]), [float(x) for x in st["pending"]]
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"{path}: cannot restore training state: {one_line(e)}") from None
+    best = math.inf if ck["best_val_loss"] is None else ck["best_val_loss"]
+    return {
+        "step": ck["step"],
+        "best": best,
+        "budget_plan": plan,
+        "elapsed_s": elapsed,
+        "pending": pending,
+    }
+
+
 def to_bytes(state: Mapping[str, Any]) -> bytes:
     """Serialize a checkpoint dict once (so ckpt_best and ckpt_last share one serialization)."""
     buf = io.BytesIO()
@@ -80,11 +157,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     """Read and structurally check a checkpoint; any problem is a one-line UserError naming the file."""
     p = Path(path)
     if not p.exists():
-        raise UserError(f"checkpoint {p} not found")
-    if not p.is_file():
-        raise UserError(f"checkpoint {p} is not a file")
-    if p.stat().st_size == 0:
-        raise UserError(f"checkpoint {p} is empty")
+        raise UserError(f"checkpoint {p} not found{missing_hint(p)}")
+    why = not_a_checkpoint(p) if p.is_dir() or p.stat().st_size else f"checkpoint {p} is empty"
+    if why:
+        raise UserError(why)
     try:
         with (
             warnings.catch_warnings()
@@ -92,18 +168,22 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
             warnings.simplefilter("ignore")
             ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's text advises weights_only=False, exactly what must not be done here: keep its detail
-        m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(e), re.S)
-        detail = one_line(m.group(1) if m else e)[:200]
+        # torch names the global it blocked; a plain pickle (not torch's format) we read ourselves
+        m = re.search(r"GLOBAL (\S+)", str(e))
+        calls = [m.group(1)] if m else pickle_calls(p)
+        if calls:
+            raise UserError(
+                f"checkpoint {p} refused: loading it would call {calls[0]} (a pickle that runs "
+                "code, not a file of weights); nothing in it was run"
+            ) from None
         raise UserError(
-            f"checkpoint {p} refused: not a file of tensors and plain values (a pickle that could "
-            f"run code, or garbage); nothing in it was run ({detail})"
+            f"{p} is not a checkpoint: a pickle, but not of torch.save's format"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as e:
-        raise UserError(f"checkpoint {p} is corrupt or truncated: {one_line(e)[:200]}") from None
+        raise UserError(f"checkpoint {p} is corrupt or truncated ({first_sentence(e)})") from None
     except Exception as e:  # the unpickler can raise nearly anything on hostile bytes
         raise UserError(
-            f"checkpoint {p} is unreadable: {type(e).__name__}: {one_line(e)[:200]}"
+            f"checkpoint {p} is unreadable: {type(e).__name__}: {first_sentence(e)}"
         ) from None
     validate_checkpoint(ckpt, p)
     return ckpt
@@ -188,4 +268,6 @@ def load_weights(
     try:
         model.load_state_dict(clean_state_dict(sd), strict=True)
     except RuntimeError as e:
-        raise UserError(f"checkpoint {path} does not fit the model: {one_line(e)[:300]}") from None
+        raise UserError(
+            f"checkpoint {path} does not fit the model: {first_sentence(e, 300)}"
+        ) from None

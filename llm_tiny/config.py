@@ -3,16 +3,17 @@
     cfg = load_config("configs/tiny.yaml", ["train.lr=3e-4", "model.rope=true"])
 
 Every value is parsed to its field's type (bools accept true/false/1/0/yes/no/on/off, optional fields accept
-none/null) and range-checked; an unknown key or a bad value is a UserError that lists the valid keys.
+none/null) and range-checked; an unknown key is a UserError that names the key it most likely meant
+(`llm_tiny.suggest`), a bad value one that says what is allowed.
 Relative paths are relative to the current directory (the repo root when run through `make`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from llm_tiny.errors import UserError
+from llm_tiny.errors import UserError, first_sentence
 from llm_tiny.files import atomic_write_text
+from llm_tiny.suggest import closest_keys
 
 SECTIONS = ("model", "data", "train")
 _NONE_WORDS = {"none", "null", "~", ""}
@@ -94,7 +96,7 @@ class TrainCfg:
 
     out_dir: str | None = None  # run folder; None: runs/<config file stem>
     seed: int = 1337
-    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N | mps
+    device: str = "auto"  # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps
     batch_size: int = _f(32, _pos, ">= 1")  # sequences per optimizer step, over all processes
     grad_accum: int = _f(1, _pos, ">= 1")  # micro-steps each process splits its share into
     max_steps: int = _f(1000, _pos, ">= 1")
@@ -119,6 +121,9 @@ class TrainCfg:
     amp: str = _f("auto", choices=("auto", "bf16", "fp16", "off"))
     compile: bool = False
     resume: bool = False  # continue this run from out_dir/ckpt_last.pt: same step, optimizer, RNG
+    # start over in an out_dir that holds a run's checkpoints, deleting them; without it (and without
+    # resume) such a folder is refused, so re-running a stopped command never loses the run
+    overwrite: bool = False
     # a checkpoint to start a new run from (fine-tuning): its weights, tokenizer and model shape;
     # optimizer, schedule and step start fresh. With resume=true, an existing ckpt_last.pt wins
     init_from: str | None = None
@@ -166,11 +171,12 @@ def valid_keys(section: str | None = None) -> list[str]:
 
 
 def _unknown_key(key: str, source: str) -> UserError:
-    sec = key.split(".", 1)[0]
-    keys = valid_keys(sec if sec in SECTIONS else None)
-    close = difflib.get_close_matches(key, valid_keys(), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return UserError(f"{source}: unknown config key {key!r}{hint}; valid keys: {', '.join(keys)}")
+    close = closest_keys(key, valid_keys())
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return UserError(
+        f"{source}: unknown config key {key!r}{hint}; "
+        "`python -m llm_tiny.train --print-config` lists every key"
+    )
 
 
 def set_key(cfg: Config, key: str, value: object, source: str = "override") -> None:
@@ -294,6 +300,23 @@ def split_args(config: str | None, overrides: list[str]) -> tuple[str, list[str]
     return config or "configs/tiny.yaml", overrides
 
 
+def _missing_config_hint(p: Path) -> str:
+    """What a config path that does not exist was likely meant to be."""
+    if re.fullmatch(r"[a-z]+\.[a-z_0-9]+", str(p)) and str(p).split(".")[0] in SECTIONS:
+        return f": {p} is a config key; write {p}=VALUE (key=value, no spaces)"
+    for suffix in (".yaml", ".yml"):
+        if p.with_suffix(suffix).is_file():
+            return f" (did you mean {p.with_suffix(suffix)}?)"
+    return ""
+
+
+def _not_a_config(p: Path) -> str:
+    return (
+        f"{p} is not a YAML config (sections model, data, train); to train on its text: "
+        f"python -m llm_tiny.train configs/tiny.yaml data.path={p}"
+    )
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> Config:
@@ -305,9 +328,13 @@ def load_config(
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UserError(f"config file {p} not found") from None
+            raise UserError(f"config file {p} not found{_missing_config_hint(p)}") from None
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise UserError(f"cannot read config file {p}: {e}") from None
+            if p.suffix not in (".yaml", ".yml"):
+                raise UserError(_not_a_config(p)) from None
+            raise UserError(f"cannot read config file {p}: {first_sentence(e, 300)}") from None
+        if raw is not None and not isinstance(raw, Mapping) and p.suffix not in (".yaml", ".yml"):
+            raise UserError(_not_a_config(p))
         cfg = Config.from_dict(raw or {}, source=str(p))
     parse_overrides(cfg, overrides)
     validate(cfg)

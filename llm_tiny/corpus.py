@@ -22,6 +22,7 @@ import glob
 import gzip
 import hashlib
 import json
+import os
 import zlib
 from array import array
 from collections.abc import Callable, Iterator
@@ -52,8 +53,14 @@ class Source:
         return open(self.path, "rb")
 
 
+class CorpusNotFound(UserError):
+    """No file at a corpus path: the command that asked names its own flag in its message."""
+
+
 def find_sources(spec: str) -> list[Source]:
-    """The files `spec` names: a file, a folder (recursively, sorted) or a glob (sorted)."""
+    """The files `spec` names: a file, a folder (recursively, sorted) or a glob (sorted); a leading
+    ~ is the home folder (a shell leaves `data.path=~/x` as it is)."""
+    spec = os.path.expanduser(spec)
     p = Path(spec)
     if p.is_file():
         return [Source(p, p.name)]
@@ -74,10 +81,10 @@ def find_sources(spec: str) -> list[Source]:
         root = Path(*fixed) if fixed else Path(".")
         files = [Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file()]
         if not files:
-            raise UserError(f"corpus glob {spec!r} matches no file")
+            raise CorpusNotFound(f"corpus glob {spec!r} matches no file")
         # sorted by name, as a folder is: the same files give the same corpus either way
         return sorted((Source(f, _rel(f, root)) for f in files), key=lambda s: s.name)
-    raise UserError(f"corpus {p} not found (set data.path=FILE, FOLDER or GLOB)")
+    raise CorpusNotFound(f"corpus {p} not found (set data.path=FILE, FOLDER or GLOB)")
 
 
 def _hidden(rel: Path) -> bool:
@@ -105,6 +112,7 @@ class Scan:
     val_frac: float
     sources: list[Source] = field(default_factory=list)  # the readable, non-empty ones
     skipped: list[str] = field(default_factory=list)  # bad files, with on_bad_file=skip
+    why_skipped: list[str] = field(default_factory=list)  # what was wrong with each
     empty: list[str] = field(default_factory=list)
     n_docs: int = 0
     n_bytes: int = 0
@@ -206,6 +214,7 @@ def scan(
                 hint = " (data.on_bad_file=skip leaves such files out)"
                 raise UserError(f"corpus: {_why(src, e)}{hint}") from None
             out.skipped.append(src.name)
+            out.why_skipped.append(_why(src, e))
             continue
         except OSError as e:
             raise UserError(f"corpus: cannot read {src.path}: {e.strerror or e}") from None
@@ -223,13 +232,24 @@ def scan(
             f"note: skipped {len(out.skipped)} bad file(s) (data.on_bad_file=skip), e.g. {out.skipped[0]}"
         )
     if not out.n_docs:
-        if Path(spec).is_file():
-            raise UserError(f"corpus {spec} is empty")
-        raise UserError(f"corpus {spec} holds no text (every file is empty or was skipped)")
+        raise UserError(f"corpus {spec} holds no text: {_nothing_left(out)}")
     out.fingerprint = h.hexdigest()
     if not out.single:
         out.choose_val()
     return out
+
+
+def _nothing_left(out: Scan) -> str:
+    """Why a scan found no document: its files were empty, skipped as bad, or both."""
+    n, skip = len(out.empty) + len(out.skipped), "skipped as bad (data.on_bad_file=skip)"
+    why = out.why_skipped[0] if out.why_skipped else ""
+    if out.skipped and out.empty:
+        return f"of its {n} files, {len(out.empty)} empty, {len(out.skipped)} {skip}, e.g. {why}"
+    if out.skipped and n == 1:
+        return f"its only file was {skip}: {why}"
+    if out.skipped:
+        return f"all {n} files were {skip}, e.g. {why}"
+    return "it is empty" if n == 1 else f"all {n} files are empty"
 
 
 def _why(src: Source, e: Exception) -> str:

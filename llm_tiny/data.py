@@ -26,20 +26,15 @@ from llm_tiny.config import DataCfg
 from llm_tiny.corpus import Scan, documents, scan
 from llm_tiny.errors import UserError, one_line
 from llm_tiny.tokens import TokenFile, build_cache, open_cache, token_dtype  # noqa: F401
-from tok.bpe import PATTERNS, Tokenizer, TokenizerError
+from tok.bpe import Tokenizer, TokenizerError
 from tok.parallel import Workers, default_workers
-from tok.patterns import CUTTABLE, cut_pieces
+from tok.patterns import CUTTABLE, cut_pieces, pattern_regex
 from tok.stream import BLOCK_BYTES, PIECE_CHARS
 
 EOT = "<|endoftext|>"
 # a model needs an embedding row per id: a hostile tokenizer file with one special id near 2**31
 # would ask for hundreds of GB; real vocabularies stay far below this
 MAX_VOCAB = 1 << 20
-
-
-def pattern_regex(name: str) -> str:
-    """The pre-split regex for a pattern name (gpt4, gpt2, none); anything else is taken as a regex."""
-    return PATTERNS.get(name.lower(), name)
 
 
 def token_byte_lengths(tok: Tokenizer) -> np.ndarray:

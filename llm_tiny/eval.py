@@ -17,10 +17,12 @@ from typing import Any
 import torch
 
 from llm_tiny import checkpoint as ckpt_io
+from llm_tiny.corpus import CorpusNotFound
 from llm_tiny.data import TokenFile, encode_file, token_byte_lengths
+from llm_tiny.engine import bpb_metrics, bpb_sums
 from llm_tiny.errors import ArgumentParser, UserError, cli
-from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
-from llm_tiny.train import pick_device
+from llm_tiny.metrics import CSVLogger
+from llm_tiny.runtime import pick_device
 from model.gpt import TinyGPT
 
 EVAL_FIELDS = ("ckpt", "step", "data", "split", "tokens", "bytes", "loss", "ppl", "bpb")
@@ -40,31 +42,15 @@ def score(
         raise UserError(f"the text to score has {n} token(s); it needs at least 2")
     ids = torch.from_numpy(tf.array()[:].astype("int64"))
     full = (n - 1) // T  # windows of T predictions each; the rest is one shorter window
-    nats, nbytes, count = 0.0, 0, 0
-    token_bytes = token_bytes.to(device)
-    model.eval()
     tail = (n - 1) % T
     groups = [
         (torch.arange(b, min(b + batch_size, full)) * T, T) for b in range(0, full, batch_size)
     ]
     if tail:
         groups.append((torch.tensor([full * T]), tail))
-    for starts, length in groups:
-        chunk = ids[starts[:, None] + torch.arange(length + 1)].to(device)
-        x, y = chunk[:, :-1], chunk[:, 1:]
-        _, loss = model(x, y)
-        assert loss is not None
-        nats += float(loss.double()) * y.numel()
-        nbytes += int(token_bytes[y].sum())
-        count += y.numel()
-    return {
-        "loss": nats / count,
-        "ppl": perplexity(nats / count),
-        "bpb": bits_per_byte(nats, nbytes),
-        "tokens": float(count),
-        "bytes": float(nbytes),
-        "nats": nats,
-    }
+    windows = (ids[starts[:, None] + torch.arange(length + 1)] for starts, length in groups)
+    batches = ((w[:, :-1], w[:, 1:]) for w in windows)
+    return bpb_metrics(bpb_sums(model, batches, token_bytes.to(device)))
 
 
 def evaluate_checkpoint(
@@ -109,7 +95,14 @@ def _evaluate(
         raise UserError(f"{ckpt_path} names no corpus; pass --data FILE")
     val_frac = float(dcfg.get("val_frac", 0.1))
     cache = cache_dir or dcfg.get("cache_dir") or "runs/cache"
-    tf = encode_file(path, tok, split, val_frac, str(cache))
+    try:
+        tf = encode_file(path, tok, split, val_frac, str(cache))
+    except CorpusNotFound:
+        if data is None:
+            raise UserError(
+                f"{path}, the corpus {ckpt_path} trained on, is not found: pass --data FILE"
+            ) from None
+        raise UserError(f"--data {path}: not found (give a file, a folder or a glob)") from None
     dev = pick_device(device, 0)
     model.to(dev)
     out: dict[str, Any] = score(

@@ -1,7 +1,8 @@
 """Plot training curves: `python -m llm_tiny.plot runs/<run> [runs/<other> ...]` writes runs/plot.png.
 
-Left panel: train and validation loss; right panel: validation perplexity (or bits per byte), each run
-one colour, named after its folder. Without run arguments the most recently written log.csv under
+Left panel: train and validation loss; right panel: validation perplexity, each run one colour, named
+after its folder (or --labels), its last value written at its end. `--metric bpb` draws bits per byte
+alone, the one measure comparable across tokenizers, on a range that shows where the runs finish. Without run arguments the most recently written log.csv under
 runs/ is plotted (what `make plot` does).
 """
 
@@ -25,6 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator  # noqa: E402
 
+from llm_tiny import runlog  # noqa: E402
 from llm_tiny.errors import ArgumentParser, UserError, cli  # noqa: E402
 
 X_AXES = {"step": "step", "tokens": "tokens seen", "seconds": "wall-clock seconds"}
@@ -111,23 +113,24 @@ def run_labels(
     if len(folders) > 1:
         common = Path(os.path.commonpath(folders))
         if common not in folders and common != Path(root).resolve():
-            return [f.relative_to(common).as_posix() for f in folders], run_name(common / "x", root)
+            return [f.relative_to(common).as_posix() for f in folders], (
+                f"run, in {run_name(common / 'x', root)}/"
+            )
     return [run_name(log, root) for log in logs], "run"
 
 
 def read_log(log: Path, name: str | None = None) -> RunLog:
     """Read a log.csv (and the run's config.yaml, for tokens per step) into a RunLog."""
     try:
-        with log.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        header, rows = runlog.read_table(log)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"cannot read {log}: {e}") from None
     if not rows:
         raise UserError(f"{log} has no rows yet; let the run log a few steps first")
-    missing = [c for c in NEEDED if c not in rows[0]]
+    missing = [c for c in NEEDED if c not in header]
     if missing:
         raise UserError(f"{log} lacks column(s) {', '.join(missing)}; is it a training log.csv?")
-    cols = {c: [_float(r.get(c)) for r in rows] for c in rows[0] if c is not None}
+    cols = {c: [_float(r[c]) for r in rows] for c in header}
     return RunLog(name or log.parent.name, log, cols, _tokens_per_step(log.parent / "config.yaml"))
 
 
@@ -157,40 +160,78 @@ def _log_y(ax: plt.Axes, spread: float) -> None:
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
+def _finish_range(values: Sequence[float]) -> tuple[float, float] | None:
+    """A linear y range that shows where the runs end up, not the first steps' high values:
+    capped at four times the median's height above the minimum (None: nothing to cap)."""
+    finite = sorted(v for v in values if math.isfinite(v))
+    if len(finite) < 4:
+        return None
+    lo, mid, hi = finite[0], finite[len(finite) // 2], finite[-1]
+    cap = lo + 4 * (mid - lo)
+    if cap >= hi or mid <= lo:
+        return None
+    pad = 0.04 * (cap - lo)
+    return lo - pad, cap
+
+
+def _label_last(ax: plt.Axes, xs: list[float], ys: list[float], color: str) -> None:
+    """Write a curve's last value beside its end, so the number read is the number reached."""
+    ends = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
+    if ends:
+        x, y = ends[-1]
+        ax.annotate(
+            f"{y:.4g}", (x, y), xytext=(4, 0), textcoords="offset points", color=color,
+            fontsize=8, va="center",
+        )  # fmt: skip
+
+
 def draw_runs(
     runs: Sequence[RunLog], x: str = "step", metric: str = "ppl", legend_title: str = "run"
 ) -> Figure:
-    """A figure with the loss and the validation metric of every run, one colour per run."""
+    """The loss and the validation metric of every run, one colour per run. Bits per byte stand
+    alone: loss in nats per token is not comparable across tokenizers, bits per byte are."""
     col, label = METRICS[metric]
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    if metric == "bpb":
+        fig, ax_val = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
+        ax_loss = None
+    else:
+        fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     all_loss: list[float] = []
     all_val: list[float] = []
     for i, run in enumerate(runs):
         c = colors[i % len(colors)]
-        tx, ty = run.series("train_loss", x)
-        vx, vy = run.series("val_loss", x)
         mx, my = run.series(col, x)
-        ax_loss.plot(tx, ty, color=c, lw=1.0, alpha=0.55, ls="--")
-        ax_loss.plot(vx, vy, color=c, lw=1.8, marker="o", ms=3)
         ax_val.plot(mx, my, color=c, lw=1.8, marker="o", ms=3, label=run.name)
-        all_loss += ty + vy
+        _label_last(ax_val, mx, my, c)
         all_val += my
+        if ax_loss is not None:
+            tx, ty = run.series("train_loss", x)
+            vx, vy = run.series("val_loss", x)
+            ax_loss.plot(tx, ty, color=c, lw=1.0, alpha=0.55, ls="--")
+            ax_loss.plot(vx, vy, color=c, lw=1.8, marker="o", ms=3)
+            all_loss += ty + vy
     # A log axis only helps when values span a wide range (early loss vs late loss, ppl from
     # hundreds down to a few); over a narrow range it just squeezes the tick labels.
-    if _spread(all_loss) > 2:
-        _log_y(ax_loss, _spread(all_loss))
     if metric == "ppl" and _spread(all_val) > 3:
         _log_y(ax_val, _spread(all_val))
-    ax_loss.set(xlabel=X_AXES[x], ylabel="cross-entropy loss (nats/token)", title="loss")
-    ax_val.set(xlabel=X_AXES[x], ylabel=label, title=label)
-    style = [
-        Line2D([], [], color="gray", lw=1.0, ls="--", alpha=0.7, label="train"),
-        Line2D([], [], color="gray", lw=1.8, marker="o", ms=3, label="validation"),
-    ]
-    ax_loss.legend(handles=style, loc="upper right", fontsize=9)
+    elif (span := _finish_range(all_val)) is not None:
+        ax_val.set_ylim(*span)
+    ax_val.set(xlabel=X_AXES[x], ylabel=label + " (lower is better)", title=label)
+    ax_val.margins(x=0.08)  # room for the end labels
     ax_val.legend(loc="upper right", fontsize=9, title=legend_title, title_fontsize=9)
-    for ax in (ax_loss, ax_val):
+    axes = [ax_val]
+    if ax_loss is not None:
+        if _spread(all_loss) > 2:
+            _log_y(ax_loss, _spread(all_loss))
+        ax_loss.set(xlabel=X_AXES[x], ylabel="cross-entropy loss (nats/token)", title="loss")
+        style = [
+            Line2D([], [], color="gray", lw=1.0, ls="--", alpha=0.7, label="train"),
+            Line2D([], [], color="gray", lw=1.8, marker="o", ms=3, label="validation"),
+        ]
+        ax_loss.legend(handles=style, loc="upper right", fontsize=9)
+        axes.append(ax_loss)
+    for ax in axes:
         ax.grid(True, which="major", alpha=0.3)
         if x == "tokens":
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 500k, 1M rather than 1e6 offsets
@@ -261,9 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", choices=sorted(METRICS), default="ppl", help="right panel")
     ap.add_argument("--root", default="runs", help="where runs live (default: runs)")
     ap.add_argument("--out", default=None, help="PNG to write (default: <root>/plot.png)")
+    ap.add_argument("--labels", help="comma-separated legend names, one per run (default: folders)")
     args = ap.parse_args(argv)
     logs = [find_log(r) for r in args.runs] if args.runs else [latest_log(args.root)]
     labels, title = run_labels(logs, args.root)
+    if args.labels is not None:
+        labels, title = args.labels.split(","), "run"
+        if len(labels) != len(logs):
+            raise UserError(f"--labels names {len(labels)} run(s) for {len(logs)} run(s)")
     runs = [read_log(log, name) for log, name in zip(logs, labels, strict=True)]
     out = Path(args.out or Path(args.root) / "plot.png")
     plot_runs(runs, out, x=args.x, metric=args.metric, legend_title=title)

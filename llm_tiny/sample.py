@@ -22,7 +22,7 @@ import torch
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.data import EOT
 from llm_tiny.errors import ArgumentParser, UserError, cli
-from llm_tiny.train import pick_device
+from llm_tiny.runtime import pick_device
 from model.gpt import TinyGPT
 from tok.bpe import Tokenizer
 
@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt", required=True, help="checkpoint file")
     p.add_argument("--prompt", default="\n", help='text to continue (default: a newline; "" too)')
     p.add_argument("--steps", type=int, default=200, help="tokens to generate per sample")
-    p.add_argument("--temp", type=float, default=0.9, help="softmax temperature, > 0")
+    p.add_argument(
+        "--temp", "--temperature", type=float, default=0.9, help="softmax temperature, > 0"
+    )
     p.add_argument("--top_k", type=int, default=50, help="keep the k likeliest tokens (0: all)")
     p.add_argument("--top_p", type=float, default=0.95, help="nucleus mass in (0, 1] (1: all)")
     p.add_argument("--seed", type=int, default=1, help="same seed, same text")
@@ -131,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"go on past {EOT} (a corpus of many documents has one before each document); "
         "by default a sample ends there",
     )
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
+    p.add_argument(
+        "--device", default="auto", help="auto (default: cuda, else mps, else cpu), cpu, cuda, ..."
+    )
     p.add_argument(
         "--threads",
         type=int,

@@ -231,9 +231,11 @@ def run_sweep(
         print(f"sweep {sweep_dir}: {len(points)} points, {len(points) - len(todo)} already done")
         for i, p in enumerate(todo, 1):
             run_dir = sweep_dir / p.name
-            if run_dir.exists():  # a point interrupted mid-run restarts clean
-                shutil.rmtree(run_dir)
             overrides = fixed + p.overrides + [f"train.out_dir={run_dir}"]
+            if (run_dir / "ckpt_last.pt").is_file():  # a point interrupted mid-run continues
+                overrides.append("train.resume=true")
+            elif run_dir.exists():  # stopped before its first checkpoint: nothing to keep
+                shutil.rmtree(run_dir)
             print(f"[{i}/{len(todo)}] {p.name}", flush=True)
             t0 = time.perf_counter()
             row: dict[str, object] = {"point": p.name, **dict(p.values)}

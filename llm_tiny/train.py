@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import math
-import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,35 +30,36 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from llm_tiny import checkpoint as ckpt_io
-from llm_tiny import init_from
+from llm_tiny import init_from, runlog
 from llm_tiny.batches import fixed_offsets, get_batch, windows
-from llm_tiny.config import Config, ModelCfg, dump_config, load_config, save_config, split_args
+from llm_tiny.budget import Budget
+from llm_tiny.config import (
+    Config,
+    ModelCfg,
+    dump_config,
+    load_config,
+    save_config,
+    split_args,
+    valid_keys,
+)
 from llm_tiny.data import Corpus, prepare
+from llm_tiny.engine import bpb_metrics, bpb_sums, train_step
 from llm_tiny.errors import ArgumentParser, Diverged, RunError, UserError, cli, one_line
-from llm_tiny.files import RunLock, atomic_write_text, remove_stale_temps
-from llm_tiny.metrics import CSVLogger, bits_per_byte, perplexity
+from llm_tiny.filekind import run_checkpoints
+from llm_tiny.files import RunLock, remove_stale_temps
 from llm_tiny.optim import lr_at, optimizer_for
+from llm_tiny.runtime import Dist, StopSignal, agree, pick_amp, pick_device, process_group
+from llm_tiny.suggest import closest_keys
 from model.gpt import GPTConfig, TinyGPT
 
-LOG_FIELDS = (
-    "step",
-    "lr",
-    "train_loss",
-    "val_loss",
-    "val_ppl",
-    "val_bpb",
-    "tokens_per_s",
-    "elapsed_s",
-)
-TIMING_FIELDS = (
-    "tokens_per_s",
-    "elapsed_s",
-)  # wall-clock columns: the only ones a resume may change
 RUN_FILES = ("log.csv", "eval.csv", "ckpt_last.pt", "ckpt_best.pt")
-PLAN_FRACTION = 0.05  # of the time budget spent timing steps before laying out the LR schedule
-PLAN_MAX_S = 15.0
-PLAN_SKIP = 2  # first steps of a process left out of the timing (thread pools, allocator warm-up)
-PLAN_MARGIN = 0.97  # plan to finish a little early: the CPU is shared and steps get slower
+FRESH: dict[str, Any] = {
+    "step": 0,
+    "best": math.inf,
+    "budget_plan": None,
+    "elapsed_s": 0.0,
+    "pending": [],
+}
 
 
 class _Bar(tqdm):
@@ -80,20 +78,6 @@ class Hooks:
     after_step: Callable[[Trainer, int], None] | None = None
 
 
-@dataclass
-class Dist:
-    """Where this process sits in a (possibly single-process) data-parallel job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def master(self) -> bool:
-        """Rank 0 alone logs and writes files."""
-        return self.rank == 0
-
-
 def gpt_config(model: ModelCfg, vocab_size: int) -> GPTConfig:
     """The model.gpt.GPTConfig for a config's model section and a tokenizer's vocabulary size."""
     try:
@@ -104,87 +88,20 @@ def gpt_config(model: ModelCfg, vocab_size: int) -> GPTConfig:
         raise UserError(f"bad model config: {one_line(e)}") from None
 
 
-def pick_device(name: str, local_rank: int) -> torch.device:
-    """train.device to a torch.device; auto is this rank's GPU when there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise UserError(f"bad value for train.device: {name!r} ({one_line(e)})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device asks for CUDA but torch sees no GPU (use train.device=cpu)")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("train.device=mps but this machine has no MPS backend")
-    return dev
-
-
-def pick_amp(amp: str, dev: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None: full fp32) for train.amp on this device."""
-    if amp == "auto":
-        if dev.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp == "fp16" and dev.type != "cuda":
-        raise UserError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 or off")
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
-
-def autocast(dev: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """An autocast context for dtype, or a no-op for full precision."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=dev.type, dtype=dtype)
-
-
-class StopSignal:
-    """SIGINT/SIGTERM set a flag the loop checks after each step; a second Ctrl-C stops at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[StopSignal]:
-        """Install the handlers for the duration of the block (main thread only; else a no-op)."""
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        try:
-            yield self
-        finally:
-            for signum, handler in self._old.items():
-                signal.signal(signum, handler)
-            self._old.clear()
-
-
-def read_log(path: Path) -> list[dict[str, str]]:
-    """log.csv rows as dicts (a torn last line from a crash is dropped)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows or tuple(rows[0]) != LOG_FIELDS:
-        return []
-    return [dict(zip(LOG_FIELDS, r, strict=True)) for r in rows[1:] if len(r) == len(LOG_FIELDS)]
-
-
-def truncate_log(path: Path, step: int) -> None:
-    """Keep only log.csv rows up to `step`: a resumed run rewrites the rows after its checkpoint."""
-    rows = [r for r in read_log(path) if r["step"].isdigit() and int(r["step"]) <= step]
-    lines = [",".join(LOG_FIELDS)] + [",".join(r[k] for k in LOG_FIELDS) for r in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def refuse_to_overwrite(out: Path) -> None:
+    """A UserError if `out` holds a run's checkpoints: starting afresh there would delete them."""
+    held = run_checkpoints(out)
+    if held:
+        raise UserError(
+            f"{out} already holds a run ({', '.join(p.name for p in held)}); continue it "
+            "with train.resume=true, or start over with train.overwrite=true (which deletes it)"
+        )
 
 
 class Trainer:
-    """One training run: built from a Config, driven by run(); rank 0 writes, every rank computes."""
+    """One training run. Building it takes the run folder (rank 0), prepares the corpus and builds
+    the model, optimizer and state (fresh, resumed or init_from); run() trains; close() (or leaving
+    a `with` block) lets the folder go. Rank 0 writes, every rank computes."""
 
     def __init__(
         self,
@@ -193,25 +110,82 @@ class Trainer:
         log: Callable[[str], None] = print,
         set_keys: Collection[str] | None = None,
     ):
-        self.cfg, self.hooks = cfg, hooks or Hooks()
-        self.set_keys = set_keys  # keys the user set, for train.init_from (None: non-defaults)
-        self.dist = Dist(
-            int(os.environ.get("RANK", 0)),
-            int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)),
-        )
-        self._log = log
-        self.bar: tqdm | None = None
-        t = cfg.train
-        per_rank, rem = divmod(t.batch_size, self.dist.world_size)
+        """set_keys: the keys the user set, for train.init_from (None: the non-default values)."""
+        self.hooks, self._log, self.dist = hooks or Hooks(), log, Dist.from_env()
+        self.bar: tqdm | None = None  # the progress bar, while the loop runs
+        t, d = cfg.train, self.dist
+        per_rank, rem = divmod(t.batch_size, d.world_size)
         if rem or per_rank % t.grad_accum:
             raise UserError(
                 f"train.batch_size ({t.batch_size}) must be divisible by processes x grad_accum "
-                f"({self.dist.world_size} x {t.grad_accum})"
+                f"({d.world_size} x {t.grad_accum})"
             )
         self.micro = per_rank // t.grad_accum
         self.out = Path(t.out_dir or "runs/default")
         self.last_path, self.best_path = self.out / "ckpt_last.pt", self.out / "ckpt_best.pt"
+        with contextlib.ExitStack() as undo:  # kept for close() once everything is built
+            if d.master:  # a run killed mid-write leaves its temp file; we own the folder now
+                undo.enter_context(RunLock(self.out))
+                remove_stale_temps(self.out, (*RUN_FILES, "config.yaml", init_from.TOKENIZER_FILE))
+            undo.callback(torch.set_num_threads, torch.get_num_threads())  # threads: this run's
+            self.device = pick_device(t.device, d.local_rank)
+            self.amp_dtype = pick_amp(t.amp, self.device)
+            if t.threads:
+                torch.set_num_threads(t.threads)
+            resume = self._resume_checkpoint(t.resume)
+            if resume is None and not t.overwrite:
+                refuse_to_overwrite(self.out)
+            self.cfg, init, src, src_path = self._source(cfg, resume, set_keys)
+            t_prep = time.perf_counter()
+            self.corpus = self._prepare(src, src_path)
+            self.prep_seconds = time.perf_counter() - t_prep  # tokenizer training, token caching
+            self.corpus.check_length(self.cfg.model.block_size, self.cfg.data.path)
+            self.fingerprint = self.corpus.tokenizer.fingerprint()
+            t = self.cfg.train
+            torch.manual_seed(t.seed)
+            self.model = TinyGPT(gpt_config(self.cfg.model, self.corpus.tokenizer.vocab_size))
+            self.model.to(self.device)
+            if init is not None:
+                ckpt_io.load_weights(self.model, init["model"], src_path)
+                self.log(
+                    f"initialized from {src_path} (trained {init['step']} steps); optimizer, "
+                    "schedule and step start fresh"
+                )
+            self.opt = optimizer_for(self.model, t, self.device.type)
+            self.scaler = torch.amp.GradScaler(
+                self.device.type, enabled=self.amp_dtype == torch.float16
+            )
+            self.gen = torch.Generator().manual_seed(t.seed)  # batch offsets
+            place = FRESH if resume is None else self._restore(resume)
+            self.step, self.best = int(place["step"]), float(place["best"])
+            self.pending: list[torch.Tensor | float] = list(place["pending"])
+            plan = place["budget_plan"]  # a resumed run keeps its budget's schedule
+            plan = None if plan is None or t.time_budget_s is None else max(plan, self.step)
+            self.total = t.max_steps if plan is None else plan  # the schedule's length
+            self.budget = Budget(
+                t.time_budget_s, t.max_steps, t.eval_interval, t.log_interval, self.device, plan
+            )
+            self.csv = self._open_folder(resume is not None)
+            self.fwd = self._wrap(self.model)
+            self.val_offsets = fixed_offsets(
+                self.corpus.val, self.cfg.model.block_size, t.eval_batches * t.batch_size
+            )
+            self.token_bytes = torch.from_numpy(self.corpus.token_bytes).to(self.device)
+            self.eval_seconds = self.eval_time = 0.0  # the last evaluation's; since the last row
+            self.last_saved = self.step if resume is not None else None
+            self.t0 = time.perf_counter() - float(place["elapsed_s"])
+            self.row_time, self.row_step = time.perf_counter(), self.step
+            self.undo = undo.pop_all()
+
+    def close(self) -> None:
+        """Let the run folder go and give the caller its torch thread count back."""
+        self.undo.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def log(self, msg: str) -> None:
         """Print a line from rank 0, above the progress bar if there is one."""
@@ -221,147 +195,83 @@ class Trainer:
             else:
                 self._log(msg)
 
-    def run(self) -> dict[str, float]:
-        """Prepare, train, evaluate and checkpoint; returns the final metrics."""
-        lock = RunLock(self.out).acquire() if self.dist.master else None
-        if lock is not None:  # a run killed mid-write leaves its temp file; we own the folder now
-            remove_stale_temps(self.out, (*RUN_FILES, "config.yaml", init_from.TOKENIZER_FILE))
-        threads = torch.get_num_threads()
-        try:
-            return self._run()
-        finally:
-            # train.threads is for this run, not for the rest of the caller's process
-            torch.set_num_threads(threads)
-            if lock is not None:
-                lock.release()
-
     # ---- setup -------------------------------------------------------------------------------
-    def _setup(self) -> None:
-        cfg, t, d = self.cfg, self.cfg.train, self.dist
-        self.device = pick_device(t.device, d.local_rank)
-        self.amp_dtype = pick_amp(t.amp, self.device)
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        resume = None
-        if t.resume and self.last_path.is_file():
-            resume = ckpt_io.load_checkpoint(self.last_path)
-        elif t.resume:
+    def _resume_checkpoint(self, resume: bool) -> dict[str, Any] | None:
+        if resume and self.last_path.is_file():
+            return ckpt_io.load_checkpoint(self.last_path)
+        if resume:
             self.log(f"note: no {self.last_path} to resume from; starting fresh")
-        init = None  # the checkpoint whose weights start this run (train.init_from, not resuming)
-        src, src_path = resume, self.last_path  # whose tokenizer the run uses, if not its own
-        if t.init_from is not None:
-            init_path = Path(t.init_from)
-            self.cfg, init = init_from.start(self.cfg, resume, self.out, self.set_keys, d.master)
-            cfg, t = self.cfg, self.cfg.train
-            if init is not None:
-                src, src_path = init, init_path
-        t_prep = time.perf_counter()
-        if d.master:  # rank 0 trains/encodes, the others then read its cache
-            self.corpus = self._prepare(src, src_path)
-        if d.world_size > 1:
-            dist.barrier()
-        if not d.master:
-            self.corpus = self._prepare(src, src_path)
-        self.prep_seconds = time.perf_counter() - t_prep  # tokenizer training and token caching
-        self.corpus.check_length(cfg.model.block_size, cfg.data.path)
-        tok = self.corpus.tokenizer
-        self.gcfg = gpt_config(cfg.model, tok.vocab_size)
-        torch.manual_seed(t.seed)
-        self.model = TinyGPT(self.gcfg).to(self.device)
-        if init is not None:
-            ckpt_io.load_weights(self.model, init["model"], src_path)
-            self.log(
-                f"initialized from {src_path} (trained {init['step']} steps); optimizer, "
-                "schedule and step start fresh"
-            )
-        self.opt = optimizer_for(self.model, t, self.device.type)
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp_dtype == torch.float16
-        )
-        self.gen = torch.Generator().manual_seed(t.seed)
-        self.step, self.best = 0, math.inf
-        self.pending: list[torch.Tensor | float] = []
-        self.total, self.elapsed0 = t.max_steps, 0.0
-        self.budget_plan: int | None = None  # the step count a time budget laid the schedule over
-        if resume is not None:
-            self._restore(resume)
-        if d.master:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if resume is None:
-                for name in RUN_FILES:
-                    (self.out / name).unlink(missing_ok=True)
-            else:
-                truncate_log(self.out / "log.csv", self.step)
-            save_config(cfg, self.out / "config.yaml")
-            self.csv = CSVLogger(self.out / "log.csv", LOG_FIELDS)
-        self.fwd: torch.nn.Module = self.model
-        if t.compile:
-            self.fwd = torch.compile(self.model)  # type: ignore[assignment]
-        self.ddp = None
-        if d.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DDP(self.fwd, device_ids=ids)
-            self.fwd = self.ddp
-        self.val_offsets = fixed_offsets(
-            self.corpus.val, cfg.model.block_size, t.eval_batches * t.batch_size
-        )
-        self.token_bytes = torch.from_numpy(self.corpus.token_bytes).to(self.device)
+        return None
+
+    def _source(
+        self, cfg: Config, resume: dict | None, set_keys: Collection[str] | None
+    ) -> tuple[Config, dict | None, dict | None, Path]:
+        """(the run's config, the checkpoint whose weights start it (train.init_from, not when
+        resuming), the checkpoint whose tokenizer it uses if not its own, that one's path)."""
+        if cfg.train.init_from is None:
+            return cfg, None, resume, self.last_path
+        init_path = Path(cfg.train.init_from)
+        cfg, init = init_from.start(cfg, resume, self.out, set_keys, self.dist.master)
+        if init is None:
+            return cfg, None, resume, self.last_path
+        return cfg, init, init, init_path
 
     def _prepare(self, src: dict | None, src_path: Path) -> Corpus:
+        """The tokenized corpus: rank 0 trains and encodes, the others then read its cache."""
         tok = None if src is None else ckpt_io.tokenizer_of(src, src_path)
         show = self.cfg.train.progress and sys.stderr.isatty()
-        return prepare(self.cfg.data, tokenizer=tok, log=self.log, progress=show)
+        if self.dist.master:
+            corpus = prepare(self.cfg.data, tokenizer=tok, log=self.log, progress=show)
+        if self.dist.world_size > 1:
+            dist.barrier()
+        if not self.dist.master:
+            corpus = prepare(self.cfg.data, tokenizer=tok, log=self.log, progress=show)
+        return corpus
 
-    def _restore(self, ck: dict[str, Any]) -> None:
-        """Load model, optimizer, scaler, RNG and loop state from a checkpoint."""
-        if asdict(self.gcfg) != ck["model_config"]:
-            raise UserError(
-                f"{self.last_path} was trained with model {ck['model_config']}, but the config "
-                f"now asks for {asdict(self.gcfg)}"
-            )
-        ckpt_io.load_weights(self.model, ck["model"], self.last_path)
-        try:
-            self.opt.load_state_dict(ck["optimizer"])
-            self.scaler.load_state_dict(ck["scaler"])
-            rng, st = ck["rng"], ck["train_state"]
-            torch.set_rng_state(rng["torch"])
-            if self.device.type == "cuda" and rng.get("cuda"):
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            self.gen.set_state(rng["data"])
-            plan = None if st["budget_plan"] is None else int(st["budget_plan"])
-            self.elapsed0, self.pending = float(st["elapsed_s"]), [float(x) for x in st["pending"]]
-        except (KeyError, ValueError, RuntimeError, TypeError) as e:
-            raise UserError(
-                f"{self.last_path}: cannot restore training state: {one_line(e)}"
-            ) from None
-        self.step = ck["step"]
-        self.best = math.inf if ck["best_val_loss"] is None else ck["best_val_loss"]
-        if plan is not None and self.cfg.train.time_budget_s is not None:
-            self.budget_plan = self.total = max(plan, self.step)  # keep the budget's schedule
-        # else: total = max_steps of the current config, so a resumed run may be extended
-        self.log(f"resumed from {self.last_path} at step {self.step}")
+    def _restore(self, ck: dict[str, Any]) -> dict[str, Any]:
+        place = ckpt_io.restore(ck, self.last_path, self.model, self.opt, self.scaler, self.gen)
+        self.log(f"resumed from {self.last_path} at step {place['step']}")
+        return place
+
+    def _open_folder(self, resumed: bool) -> runlog.CSVLogger | None:
+        """Rank 0: the run folder made ready (a fresh run's old files gone, a resumed run's log cut
+        at its checkpoint), config.yaml written, and the log.csv writer; other ranks: None."""
+        if not self.dist.master:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resumed:
+            runlog.truncate_log(self.out / "log.csv", self.step)
+        else:
+            for name in RUN_FILES:
+                (self.out / name).unlink(missing_ok=True)
+        save_config(self.cfg, self.out / "config.yaml")
+        return runlog.writer(self.out / "log.csv")
+
+    def _wrap(self, model: TinyGPT) -> torch.nn.Module:
+        """What the loop calls: the model, compiled (train.compile), in DDP with several processes."""
+        fwd: torch.nn.Module = model
+        if self.cfg.train.compile:
+            fwd = torch.compile(model)  # type: ignore[assignment]
+        if self.dist.world_size > 1:  # gradients all-reduced on each step's last micro-batch
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            fwd = DDP(fwd, device_ids=ids)
+        return fwd
 
     # ---- the loop ----------------------------------------------------------------------------
-    def _run(self) -> dict[str, float]:
-        d = self.dist
-        self._setup()
-        t = self.cfg.train
+    def run(self) -> dict[str, float]:
+        """Train, evaluate and checkpoint to the last step; returns the final metrics."""
+        d, t = self.dist, self.cfg.train
         n_params = self.model.num_params()
         st, docs = self.corpus.stats, ""
         if not st.get("single", True):
             docs = f" in {st['splits']['train'][0]:,} / {st['splits']['val'][0]:,} documents"
         self.log(
-            f"{n_params:,} parameters, vocab {self.gcfg.vocab_size}, "
+            f"{n_params:,} parameters, vocab {self.model.cfg.vocab_size}, "
             f"{self.corpus.train.n:,} train / {self.corpus.val.n:,} val tokens{docs} "
             f"(ready in {self.prep_seconds:.1f} s), device {self.device}"
             + (f", {d.world_size} processes" if d.world_size > 1 else "")
         )
-        self.t0 = time.perf_counter() - self.elapsed0
-        self.row_time, self.row_step, self.eval_time = time.perf_counter(), self.step, 0.0
-        self.last_saved = self.step if self.last_path.is_file() and t.resume else None
-        metrics: dict[str, float] = {}
-        if self.step == 0:
-            metrics = self._evaluate_and_log(0, None)
+        metrics = self._evaluate_and_log(0, None) if self.step == 0 else {}
         show = t.progress and d.master and sys.stderr.isatty()
         self.bar = _Bar(total=self.total, initial=self.step, disable=not show, dynamic_ncols=True)
         stop = StopSignal()
@@ -393,9 +303,10 @@ class Trainer:
         return time.perf_counter() - self.t0
 
     def _loop(self, stop: StopSignal) -> dict[str, float]:
-        t, d, model_bs = self.cfg.train, self.dist, self.cfg.model.block_size
+        t, d, bar = self.cfg.train, self.dist, self.bar
+        assert bar is not None
         metrics: dict[str, float] = {}
-        first_step, plan_start, start = self.step, None, self.elapsed()
+        first_step, start = self.step, self.elapsed()
         params = list(self.model.parameters())
         while self.step < self.total:
             lr = lr_at(
@@ -404,46 +315,43 @@ class Trainer:
             for g in self.opt.param_groups:
                 g["lr"] = lr
             x, y = get_batch(
-                self.corpus.train, t.batch_size, model_bs, self.gen, d.rank, d.world_size
+                self.corpus.train,
+                t.batch_size,
+                self.cfg.model.block_size,
+                self.gen,
+                d.rank,
+                d.world_size,
             )
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            step_loss = torch.zeros((), device=self.device)
-            for i in range(t.grad_accum):
-                xb, yb = (v[i * self.micro : (i + 1) * self.micro] for v in (x, y))
-                last = i == t.grad_accum - 1
-                sync = self.ddp.no_sync() if self.ddp is not None and not last else None
-                with sync or contextlib.nullcontext(), autocast(self.device, self.amp_dtype):
-                    _, loss = self.fwd(xb, yb)
-                    assert loss is not None
-                    loss = loss / t.grad_accum
-                    step_loss += loss.detach()
-                    self.scaler.scale(loss).backward()
-            if t.grad_clip > 0:
-                self.scaler.unscale_(self.opt)
-                torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            self.opt.zero_grad(set_to_none=True)
+            loss = train_step(
+                self.fwd,
+                self.opt,
+                self.scaler,
+                (x, y),
+                t.grad_accum,
+                t.grad_clip,
+                params,
+                self.amp_dtype,
+            )
             self.step += 1
-            self.pending.append(step_loss)
-            self.bar.update(1)  # type: ignore[union-attr]
+            self.pending.append(loss)
+            bar.update(1)
             if self.hooks.after_step is not None:
                 self.hooks.after_step(self, self.step)
             now = self.elapsed()
             if t.compile and self.step == first_step + 1:
                 self.log(f"torch.compile: first step took {now - start:.1f} s, compiling included")
-            if t.time_budget_s is not None and self.budget_plan is None:
-                if self.step == first_step + PLAN_SKIP:
-                    plan_start = (now, self.step)
-                elif plan_start is not None and self.step % t.log_interval == 0:
-                    self._maybe_plan(now, plan_start)  # at log steps: DDP ranks decide together
+            note = self.budget.observe(self.step, first_step, now, self.eval_seconds)
+            if note is not None:  # the time budget's schedule is laid out
+                self.total = bar.total = self.budget.plan
+                bar.refresh()
+                self.log(note)
             is_row = (
                 self.step % t.log_interval == 0
                 or self.step % t.eval_interval == 0
                 or self.step == self.total
             )
-            late = t.time_budget_s is not None and now >= t.time_budget_s
-            stopping, late = self._vote(stop, late, is_row)
+            stopping, late = self._vote(stop, self.budget.late(now), is_row)
             if late and self.step < self.total:
                 self.log(f"time budget of {t.time_budget_s:g} s reached at step {self.step}")
                 self.total, is_row = self.step, True
@@ -452,14 +360,7 @@ class Trainer:
                 train_loss = self._flush_losses()
                 metrics = self._evaluate_and_log(self.step, train_loss, lr, is_eval) or metrics
             if stopping:
-                self._flush_losses(keep=True)  # check them, but the next row still averages them
-                self._save(improved=False)
-                name = signal.Signals(stop.signum or signal.SIGINT).name
-                raise RunError(
-                    f"stopped by {name} at step {self.step}; saved {self.last_path} "
-                    "(continue with train.resume=true)",
-                    exit_code=128 + (stop.signum or signal.SIGINT),
-                )
+                self._stop(stop.signum or signal.SIGINT)
         return metrics
 
     def _vote(self, stop: StopSignal, late: bool, is_row: bool) -> tuple[bool, bool]:
@@ -469,36 +370,20 @@ class Trainer:
             return stop.signum is not None, late
         if not is_row:
             return False, False
-        flags = torch.tensor([float(stop.signum is not None), float(late)], device=self.device)
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        agreed_stop, agreed_late = (bool(v > 0) for v in flags.tolist())
+        flags = agree([float(stop.signum is not None), float(late)], self.device, "max")
+        agreed_stop, agreed_late = (bool(v > 0) for v in flags)
         if agreed_stop and stop.signum is None:  # another rank was signalled
             stop.signum = signal.SIGTERM
         return agreed_stop, agreed_late
 
-    def _maybe_plan(self, now: float, start: tuple[float, int]) -> None:
-        """Once the first steps are timed, fit the schedule's length to the time budget."""
-        t = self.cfg.train
-        assert t.time_budget_s is not None
-        dt, steps = now - start[0], self.step - start[1]
-        ready = steps >= 3 and dt >= min(PLAN_MAX_S, PLAN_FRACTION * t.time_budget_s)
-        per_step = dt / max(steps, 1)
-        per_eval = getattr(self, "eval_seconds", 0.0)
-        left = PLAN_MARGIN * t.time_budget_s - now - per_eval  # the final evaluation
-        fit = int(max(0.0, left) / (per_step + per_eval / t.eval_interval))
-        if self.dist.world_size > 1:  # plan when every rank is ready, to the slowest rank's fit
-            votes = torch.tensor([float(ready), float(fit)], device=self.device)
-            dist.all_reduce(votes, op=dist.ReduceOp.MIN)
-            ready, fit = votes[0].item() > 0, int(votes[1].item())
-        if not ready:
-            return
-        self.budget_plan = self.total = max(self.step, min(t.max_steps, self.step + fit))
-        if self.bar is not None:
-            self.bar.total = self.total
-            self.bar.refresh()
-        self.log(
-            f"time budget {t.time_budget_s:g} s: {per_step * 1000:.1f} ms/step, "
-            f"{per_eval:.2f} s/eval -> schedule over {self.total} steps"
+    def _stop(self, signum: int) -> NoReturn:
+        """Save ckpt_last.pt at this step and end the run with the signal's exit code."""
+        self._flush_losses(keep=True)  # check them, but the next row still averages them
+        self._save(improved=False)
+        raise RunError(
+            f"stopped by {signal.Signals(signum).name} at step {self.step}; saved "
+            f"{self.last_path} (continue with train.resume=true)",
+            exit_code=128 + signum,
         )
 
     def _flush_losses(self, keep: bool = False) -> float | None:
@@ -534,37 +419,22 @@ class Trainer:
         )
 
     # ---- evaluation, logging, checkpoints -----------------------------------------------------
-    @torch.no_grad()
     def _evaluate(self) -> dict[str, float]:
         """Loss, perplexity and bits per byte on the fixed validation windows (all ranks share them)."""
         t0 = time.perf_counter()
         d, bs = self.dist, self.cfg.model.block_size
         offsets = self.val_offsets[d.rank :: d.world_size]
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # nats, tokens, bytes
-        self.model.eval()
-        try:
-            for i in range(0, len(offsets), self.micro):
-                x, y = windows(self.corpus.val, offsets[i : i + self.micro], bs)
-                x, y = x.to(self.device), y.to(self.device)
-                with autocast(self.device, self.amp_dtype):
-                    _, loss = self.model(x, y)
-                assert loss is not None
-                sums[0] += loss.double() * y.numel()
-                sums[1] += y.numel()
-                sums[2] += self.token_bytes[y].sum()
-        finally:
-            self.model.train()
+        batches = (
+            windows(self.corpus.val, offsets[i : i + self.micro], bs)
+            for i in range(0, len(offsets), self.micro)
+        )
+        sums = bpb_sums(self.model, batches, self.token_bytes, self.amp_dtype)
         if d.world_size > 1:
             dist.all_reduce(sums)
-        nats, n, nbytes = sums.tolist()
+        m = bpb_metrics(sums)
         self.eval_seconds = time.perf_counter() - t0
         self.eval_time += self.eval_seconds
-        loss_v = nats / n
-        return {
-            "val_loss": loss_v,
-            "val_ppl": perplexity(loss_v),
-            "val_bpb": bits_per_byte(nats, int(nbytes)),
-        }
+        return {"val_loss": m["loss"], "val_ppl": m["ppl"], "val_bpb": m["bpb"]}
 
     def _evaluate_and_log(
         self, step: int, train_loss: float | None, lr: float | None = None, is_eval: bool = True
@@ -579,7 +449,7 @@ class Trainer:
         self.row_time, self.row_step, self.eval_time = now, step, 0.0
         if tps:
             metrics["tokens_per_s"] = tps
-        if self.dist.master:
+        if self.csv is not None:  # rank 0
             self.csv.log(
                 {
                     "step": step,
@@ -610,38 +480,31 @@ class Trainer:
             )
         return metrics if is_eval else {}
 
-    def state(self) -> dict[str, Any]:
-        """Everything a checkpoint holds (see llm_tiny.checkpoint)."""
-        tok = self.corpus.tokenizer
-        cuda = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
-        return {
-            "format": ckpt_io.FORMAT,
-            "version": ckpt_io.VERSION,
-            "model": ckpt_io.clean_state_dict(self.model.state_dict()),
-            "model_config": asdict(self.gcfg),
-            "config": self.cfg.to_dict(),
-            "optimizer": self.opt.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "step": self.step,
-            "best_val_loss": None if math.isinf(self.best) else self.best,
-            "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": self.gen.get_state()},
-            "train_state": {
-                "total_steps": self.total,
-                "budget_plan": self.budget_plan,
-                "elapsed_s": self.elapsed(),
-                "pending": [float(v) for v in self.pending],
-            },
-            "tokenizer": tok.to_json(),
-            "tokenizer_fingerprint": tok.fingerprint(),
-        }
-
     def _save(self, improved: bool) -> None:
         if not self.dist.master:
             return
+        loop = {
+            "step": self.step,
+            "best": self.best,
+            "total_steps": self.total,
+            "budget_plan": self.budget.plan,
+            "elapsed_s": self.elapsed(),
+            "pending": self.pending,
+        }
+        state = ckpt_io.pack(
+            self.model,
+            self.cfg.to_dict(),
+            self.opt,
+            self.scaler,
+            self.gen,
+            self.corpus.tokenizer,
+            self.fingerprint,
+            loop,
+        )
         # best before last: ckpt_last is the commit point, so a crash between the two leaves an old
         # last, whose resume redoes the steps and rewrites best, never a best older than last says
         paths = ([self.best_path] if improved else []) + [self.last_path]
-        ckpt_io.save_checkpoint(self.state(), paths)
+        ckpt_io.save_checkpoint(state, paths)
         self.last_saved = self.step
 
 
@@ -657,21 +520,8 @@ def run_training(
     counts this) and prep_s (tokenizer training and token caching in this process). set_keys: the
     dotted keys the user's YAML and overrides set (init_from.explicit_keys), which train.init_from
     checks against the checkpoint's model; None counts every non-default value as set."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    own_group = world > 1 and not dist.is_initialized()
-    if own_group:
-        use_nccl = cfg.train.device in ("auto", "cuda") and torch.cuda.is_available()
-        if use_nccl:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if use_nccl else "gloo")
-    try:
-        metrics = Trainer(cfg, hooks, log, set_keys).run()
-        if own_group:  # no rank tears gloo down while another is still inside a collective
-            dist.barrier()
-        return metrics
-    finally:
-        if own_group:
-            dist.destroy_process_group()
+    with process_group(cfg.train.device), Trainer(cfg, hooks, log, set_keys) as trainer:
+        return trainer.run()
 
 
 EPILOG = """\
@@ -688,7 +538,15 @@ resume versus init_from:
                         start fresh. A model key other than dropout, attn_dropout and attn that
                         differs from CKPT's is refused. Given both, resume wins once ckpt_last.pt
                         exists (a stopped fine-tuning run continues), else the run starts from CKPT.
+  train.overwrite=true  start over in a train.out_dir that holds a run (deletes its checkpoints);
+                        without resume or overwrite, such a folder is refused, never wiped
 """
+
+
+def override_for(flag: str) -> str | None:
+    """`--lr` -> `train.lr=...`: settings are overrides here, not flags."""
+    close = closest_keys(flag.lstrip("-").replace("-", "_"), valid_keys())
+    return f"{close[0]}=..." if close else None
 
 
 @cli
@@ -699,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train a TinyGPT from a YAML config and dotted key=value overrides.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        flag_hint=override_for,
     )
     p.add_argument("config", nargs="?", help="YAML config file (default: configs/tiny.yaml)")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-4")

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from llm_tiny.checkpoint import load_checkpoint
-from llm_tiny.train import TIMING_FIELDS, read_log
+from llm_tiny.runlog import TIMING_FIELDS, read_log
 
 
 def rows(run: Path) -> list[dict[str, str]]:

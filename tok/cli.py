@@ -13,21 +13,24 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tok.bpe import Tokenizer, TokenizerError, _is_int
+from tok.errors import TokenizerError, is_int
 from tok.parallel import default_workers
-from tok.patterns import CUTTABLE, PATTERNS, cut_pieces
+from tok.patterns import CUTTABLE, PATTERNS, cut_pieces, pattern_regex
 from tok.stream import PIECE_CHARS, BadText, count_ids, decode_utf8, read_blocks
+from tok.tokenizer import Tokenizer
 
 _RATIO_PIECES = 64  # pieces of the file that the bytes-per-token figure is measured on
 
 
-class _UsageError(Exception):
+class UsageError(Exception):
     """A command-line mistake, reported as one line and exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise UsageError (one line, exit 2) instead of exiting."""
+
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}")
 
 
 _TRAIN_EXAMPLES = """examples:
@@ -48,7 +51,7 @@ _DECODE_EXAMPLES = """examples:
 
 def _build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(
+    parser = Parser(
         prog="python -m tok.bpe",
         description="Train a byte-level BPE tokenizer, encode text to ids, decode ids to text.",
         epilog=_TRAIN_EXAMPLES
@@ -118,7 +121,7 @@ def _parse_ids(words: list[str]) -> list[int]:
         try:
             ids.append(int(word))
         except ValueError:
-            raise _UsageError(f"not an integer id: {word!r}") from None
+            raise UsageError(f"not an integer id: {word!r}") from None
     return ids
 
 
@@ -154,14 +157,14 @@ def _pieces(
 def _cmd_train(args: argparse.Namespace) -> None:
     n_special = len(args.special)
     if args.vocab < 256 + n_special:
-        raise _UsageError(
+        raise UsageError(
             f"--vocab must be at least {256 + n_special} (256 bytes + {n_special} special tokens)"
         )
     if not Path(args.out).parent.is_dir():
-        raise _UsageError(f"--out {args.out}: its directory does not exist")
+        raise UsageError(f"--out {args.out}: its directory does not exist")
     if args.workers < 1:
-        raise _UsageError(f"--workers must be at least 1, got {args.workers}")
-    pattern, size = PATTERNS[args.pattern], os.stat(args.input).st_size
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    pattern, size = pattern_regex(args.pattern), os.stat(args.input).st_size
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught, _bar(size, args.quiet, "count") as bar:
         warnings.simplefilter("always")
@@ -190,7 +193,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_encode(args: argparse.Namespace) -> None:
     if args.text is not None and args.input is not None:
-        raise _UsageError("give TEXT or --input FILE, not both")
+        raise UsageError("give TEXT or --input FILE, not both")
     tok = Tokenizer.load(args.model)
     text = args.text if args.text is not None else _read_text(args.input)
     ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
@@ -199,7 +202,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 
 def _cmd_decode(args: argparse.Namespace) -> None:
     if args.ids and args.input is not None:
-        raise _UsageError("give IDS or --input FILE, not both")
+        raise UsageError("give IDS or --input FILE, not both")
     tok = Tokenizer.load(args.model)
     if args.ids:
         ids = _parse_ids(args.ids)
@@ -209,9 +212,9 @@ def _cmd_decode(args: argparse.Namespace) -> None:
             try:
                 ids = json.loads(raw)
             except ValueError as err:  # bad JSON, or an integer too long to convert
-                raise _UsageError(f"the ids are not a valid JSON list: {err}") from None
-            if not isinstance(ids, list) or not all(map(_is_int, ids)):
-                raise _UsageError("the ids must be a JSON list of integers")
+                raise UsageError(f"the ids are not a valid JSON list: {err}") from None
+            if not isinstance(ids, list) or not all(map(is_int, ids)):
+                raise UsageError("the ids must be a JSON list of integers")
         else:
             ids = _parse_ids(raw.split())
     _write_stdout(tok.decode(ids))
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         {"train": _cmd_train, "encode": _cmd_encode, "decode": _cmd_decode}[args.command](args)
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
-    except (_UsageError, TokenizerError, BadText) as err:
+    except (UsageError, TokenizerError, BadText) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -16,6 +16,7 @@ import regex
 
 from tok.merges import latin1
 from tok.parallel import Workers, batched, ordered_map
+from tok.splitter import Splitter
 
 _setup: tuple[str, tuple[str, ...]] | None = None  # this process's (pattern, specials)
 _split: Callable[[str], list[str]] = str.split
@@ -27,9 +28,7 @@ def _chunker(pattern: str, specials: tuple[str, ...]) -> None:
     global _setup, _split, _cut_specials
     if _setup == (pattern, specials):
         return
-    from tok.bpe import Tokenizer  # tok.bpe imports this module
-
-    _split = Tokenizer(pattern=pattern)._chunks_of
+    _split = Splitter(pattern).split
     _cut_specials = None
     if specials:
         alts = sorted(specials, key=lambda t: (-len(t), t))  # longest first, as encode does

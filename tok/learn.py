@@ -14,9 +14,10 @@ from __future__ import annotations
 import heapq
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from operator import add
 
+from tok.counting import count_chunks
 from tok.parallel import Pinned, Workers
 
 # below this many chunks a shard's work is too small to pay for a process and a round trip per merge
@@ -153,3 +154,31 @@ def train_merges(
             if on_merge is not None:
                 on_merge()
     return merges
+
+
+def learn_merges(
+    pieces: Iterable[str],
+    n_merges: int,
+    pattern: str,
+    specials: Sequence[str] = (),
+    progress: bool = False,
+    workers: int | Workers = 1,
+) -> dict[tuple[int, int], int]:
+    """Count the chunks of a stream of texts (special-token texts cut out) and learn up to
+    `n_merges` merges from them: (left id, right id) -> 256 + rank, in rank order."""
+    if not isinstance(workers, Workers):  # one set of workers, forked while we are small
+        with Workers(workers, hosts=True) as pool:
+            return learn_merges(pieces, n_merges, pattern, specials, progress, pool)
+    chunks = count_chunks(pieces, pattern, specials, workers)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_merges, desc="merges", unit="merge", leave=False)
+    try:
+        on_merge = bar.update if bar is not None else None
+        learned = train_merges(chunks, n_merges, on_merge, workers)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {(ord(p[0]), ord(p[1])): 256 + r for r, p in enumerate(learned)}

@@ -13,8 +13,8 @@ import sys
 from array import array
 from operator import add
 
-# ids_of: an array type of 4-byte unsigned ints and the UTF-32 codec of this machine's byte order
-_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)
+# ids_of and the token caches: an array type of 4-byte unsigned ints and the UTF-32 codec of this machine's byte order
+ID_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)
 _UTF32 = f"utf-32-{sys.byteorder[0]}e"
 
 
@@ -72,4 +72,4 @@ def apply_merges(seqs: list[str], rank: dict[str, int], pair_of: list[str]) -> l
 
 def ids_of(ids: str) -> list[int]:
     """The ids in a str of chr(id) as a list of ints (via UTF-32 and an array: no per-id Python)."""
-    return array(_ARRAY, ids.encode(_UTF32, "surrogatepass")).tolist()
+    return array(ID_ARRAY, ids.encode(_UTF32, "surrogatepass")).tolist()

@@ -17,9 +17,9 @@ from functools import partial
 from itertools import islice, tee
 from typing import BinaryIO
 
-from tok.bpe import Tokenizer
-from tok.merges import _ARRAY
+from tok.merges import ID_ARRAY
 from tok.parallel import Workers, batched, ordered_map
+from tok.tokenizer import Tokenizer
 
 BLOCK_BYTES = 1 << 20  # what one read takes from a file
 PIECE_CHARS = 1 << 20  # about what one worker task holds
@@ -106,12 +106,12 @@ _tok_json = ""
 
 def typecode(vocab_size: int) -> str:
     """The array type code that holds every id: 'H' (2 bytes) if they fit, else 4 bytes."""
-    return "H" if vocab_size <= 1 << 16 else _ARRAY
+    return "H" if vocab_size <= 1 << 16 else ID_ARRAY
 
 
 # A str of chr(id) encoded with these codecs is the ids as native 2- or 4-byte unsigned ints:
 # no list of ints in between.
-_CODECS = {"H": f"utf-16-{sys.byteorder[0]}e", _ARRAY: f"utf-32-{sys.byteorder[0]}e"}
+_CODECS = {"H": f"utf-16-{sys.byteorder[0]}e", ID_ARRAY: f"utf-32-{sys.byteorder[0]}e"}
 
 
 def encode_item(tokenizer_json: str, sep: int | None, item: tuple[bool, str]) -> bytes:
@@ -123,7 +123,7 @@ def encode_item(tokenizer_json: str, sep: int | None, item: tuple[bool, str]) ->
         _tok, _tok_json = Tokenizer.from_json(tokenizer_json), tokenizer_json
     assert _tok is not None
     first, text = item
-    ids = _tok._split_ids(text)
+    ids = _tok.cache.ids(text)
     if first and sep is not None:
         ids = chr(sep) + ids
     return ids.encode(_CODECS[typecode(_tok.vocab_size)], "surrogatepass")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from llm_tiny import train
+from llm_tiny import engine, runtime, train
 from llm_tiny.bench import tokenizer as tok_bench
 from llm_tiny.bench.options import Settings, parse_args, settings
 from llm_tiny.bench.peak import cpu_peaks
@@ -43,7 +43,7 @@ from llm_tiny.bench.report import (
     run_notes,
 )
 from llm_tiny.config import Config, load_config
-from llm_tiny.errors import cli
+from llm_tiny.errors import UserError, cli
 from llm_tiny.metrics import peak_rss_mb, reset_peak_rss
 from llm_tiny.optim import optimizer_for
 from model.gpt import GPTConfig, TinyGPT
@@ -74,7 +74,7 @@ class Variant:
 
 def pick_device(name: str) -> torch.device:
     """auto -> cuda when available, else cpu (train's rules: a missing GPU is a UserError)."""
-    return train.pick_device(name, 0)
+    return runtime.pick_device(name, 0)
 
 
 def amp_name(dtype: torch.dtype | None) -> str:
@@ -121,24 +121,20 @@ def free(v: Variant) -> None:
 
 
 def train_step(v: Variant) -> None:
-    """One optimizer step over the whole batch, in grad_accum micro-steps, as training does."""
+    """One optimizer step over the whole batch, in grad_accum micro-steps: training's own step."""
     assert v.model is not None and v.fwd is not None and v.opt is not None
     assert v.scaler is not None and v.batch is not None
     t = v.cfg.train
-    x, y = v.batch
-    micro = max(1, x.size(0) // t.grad_accum)
+    if v.batch[0].size(0) % t.grad_accum:
+        raise UserError(
+            f"--batch-size ({v.batch[0].size(0)}) must be divisible by train.grad_accum "
+            f"({t.grad_accum})"
+        )
     v.model.train()
-    for i in range(0, x.size(0), micro):
-        with train.autocast(v.device, v.amp):
-            _, loss = v.fwd(x[i : i + micro], y[i : i + micro])
-        assert loss is not None
-        v.scaler.scale(loss * (x[i : i + micro].size(0) / x.size(0))).backward()
-    if t.grad_clip > 0:
-        v.scaler.unscale_(v.opt)
-        torch.nn.utils.clip_grad_norm_(v.model.parameters(), t.grad_clip)
-    v.scaler.step(v.opt)
-    v.scaler.update()
-    v.opt.zero_grad(set_to_none=True)
+    params = list(v.model.parameters())
+    loss = engine.train_step(
+        v.fwd, v.opt, v.scaler, v.batch, t.grad_accum, t.grad_clip, params, v.amp
+    )
     v.last_loss = loss.item()  # .item() syncs; harmless, the clock is read after a sync anyway
 
 
@@ -146,7 +142,7 @@ def infer_step(v: Variant) -> None:
     """One forward pass over the batch, no gradients (what evaluation does)."""
     assert v.model is not None and v.fwd is not None and v.batch is not None
     v.model.eval()
-    with torch.no_grad(), train.autocast(v.device, v.amp):
+    with torch.no_grad(), runtime.autocast(v.device, v.amp):
         v.fwd(v.batch[0])
     v.model.train()
 
@@ -155,7 +151,7 @@ def gen_step(v: Variant, new_tokens: int, use_cache: bool) -> None:
     """Sample new_tokens tokens after the prompt, with or without the KV cache."""
     assert v.model is not None and v.prompt is not None
     g = torch.Generator(v.device).manual_seed(0)
-    with train.autocast(v.device, v.amp):
+    with runtime.autocast(v.device, v.amp):
         v.model.generate(v.prompt, new_tokens, generator=g, use_cache=use_cache)
 
 
@@ -243,7 +239,7 @@ def bench_configs(
     variants, default_threads = [], torch.get_num_threads()
     for name, extra in [("base", [])] + [(c, c.split()) for c in compares]:
         cfg = load_config(config, list(overrides) + extra)
-        amp = train.pick_amp(cfg.train.amp, device)
+        amp = runtime.pick_amp(cfg.train.amp, device)
         variants.append(Variant(name, cfg, device, amp, cfg.train.threads or default_threads))
     return variants
 

@@ -31,7 +31,7 @@ from typing import Any, cast
 from llm_tiny.bench.references import hf_from, hf_train, read_corpus, tiktoken_from
 from llm_tiny.table import markdown_table
 from tok.bpe import Tokenizer
-from tok.cli import _Parser, _UsageError
+from tok.cli import Parser, UsageError
 
 PREFIX_BYTES = 200_000  # the "first 200 KB": cut after the last newline before this byte
 TINY = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
@@ -251,7 +251,7 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its markdown report; returns the exit code (2: bad input)."""
-    parser = _Parser(
+    parser = Parser(
         prog="python -m llm_tiny.bench.tokenizer",
         description="Benchmark our tokenizer beside HF tokenizers and tiktoken (when installed).",
         epilog="example:\n  python -m llm_tiny.bench.tokenizer --corpus data/tinyshakespeare.txt "
@@ -269,13 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         for path in (args.corpus, args.plays):
             if path is not None and not path.exists():
-                raise _UsageError(f"{path} does not exist")
+                raise UsageError(f"{path} does not exist")
         if args.repeats < 1:
-            raise _UsageError("--repeats must be at least 1")
+            raise UsageError("--repeats must be at least 1")
         print(report(args.corpus, args.plays, args.repeats))
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
-    except (_UsageError, OSError, UnicodeDecodeError) as err:
+    except (UsageError, OSError, UnicodeDecodeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import pickle
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +29,54 @@ def make_state(tok: Tokenizer, step: int = 7) -> dict[str, Any]:
     opt = build_optimizer(model, 1e-3, 0.1, (0.9, 0.95), "cpu")
     model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))[1].backward()
     opt.step()
-    return {
-        "format": ck.FORMAT,
-        "version": ck.VERSION,
-        "model": model.state_dict(),
-        "model_config": asdict(gcfg),
-        "config": Config().to_dict(),
-        "optimizer": opt.state_dict(),
-        "scaler": {},
+    loop = {
         "step": step,
-        "best_val_loss": 3.25,
-        "rng": {"torch": torch.get_rng_state(), "cuda": [], "data": torch.Generator().get_state()},
-        "train_state": {
-            "total_steps": 100,
-            "budget_plan": None,
-            "elapsed_s": 1.5,
-            "pending": [2.5],
-        },
-        "tokenizer": tok.to_json(),
-        "tokenizer_fingerprint": tok.fingerprint(),
+        "best": 3.25,
+        "total_steps": 100,
+        "budget_plan": None,
+        "elapsed_s": 1.5,
+        "pending": [2.5],
     }
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    gen = torch.Generator()
+    return ck.pack(model, Config().to_dict(), opt, scaler, gen, tok, tok.fingerprint(), loop)
+
+
+def test_restore_puts_back_what_pack_saved(tok: Tokenizer) -> None:
+    state = make_state(tok)
+    torch.manual_seed(99)
+    gcfg = GPTConfig(**state["model_config"])
+    model = TinyGPT(gcfg)
+    opt = build_optimizer(model, 1e-3, 0.1, (0.9, 0.95), "cpu")
+    gen = torch.Generator().manual_seed(5)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    place = ck.restore(state, "ckpt.pt", model, opt, scaler, gen)
+    assert place == {
+        "step": 7,
+        "best": 3.25,
+        "budget_plan": None,
+        "elapsed_s": 1.5,
+        "pending": [2.5],
+    }
+    assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())
+    assert opt.state_dict()["state"].keys() == state["optimizer"]["state"].keys()
+    assert torch.equal(gen.get_state(), state["rng"]["data"])
+    assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
+    # no best loss yet travels as None and comes back as inf
+    fresh = ck.pack(
+        model, {}, opt, scaler, gen, tok, "fp", {**place, "best": float("inf"), "total_steps": 1}
+    )
+    assert fresh["best_val_loss"] is None
+    assert ck.restore(fresh, "p", model, opt, scaler, gen)["best"] == float("inf")
+
+
+def test_restore_refuses_another_model_shape(tok: Tokenizer) -> None:
+    state = make_state(tok)
+    other = TinyGPT(GPTConfig(tok.vocab_size, 16, n_layer=2, n_head=2, n_embd=32))
+    opt = build_optimizer(other, 1e-3, 0.1, (0.9, 0.95), "cpu")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    with pytest.raises(UserError, match="^ckpt.pt was trained with model .* now asks for"):
+        ck.restore(state, "ckpt.pt", other, opt, scaler, torch.Generator())
 
 
 @pytest.fixture
@@ -148,9 +175,41 @@ def test_pickle_that_runs_code_is_refused(tmp_path: Path, tok: Tokenizer, how: s
         torch.save(state, p)
     else:
         p.write_bytes(pickle.dumps(state))
-    with pytest.raises(UserError, match="refused"):
+    with pytest.raises(UserError, match=r"refused: loading it would call \S+") as e:
         ck.load_checkpoint(p)
+    assert "runs code" in str(e.value)
     assert not marker.exists()
+
+
+def test_a_wrong_file_is_told_from_a_hostile_one(
+    tmp_path: Path, saved: tuple[Path, dict[str, Any]]
+) -> None:
+    """The mistakes people make with --ckpt: the run folder, its config, the corpus, a cut copy."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "ckpt_best.pt").write_bytes(saved[0].read_bytes())
+    (run / "config.yaml").write_text("model:\n  n_layer: 4\n")
+    (tmp_path / "corpus.txt").write_text("To be, or not to be " * 300)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(saved[0].read_bytes()[:-100])
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"step": 3}))
+    cases = {
+        run: f"{run} is a run folder, not a checkpoint: give --ckpt {run / 'ckpt_best.pt'}",
+        run
+        / "config.yaml": f"is not a checkpoint: it is a text file: give --ckpt {run}/ckpt_best.pt",
+        tmp_path / "corpus.txt": "corpus.txt is not a checkpoint: it is a text file",
+        cut: "cut.pt is corrupt or truncated (",
+        tmp_path / "plain.pkl": "plain.pkl is not a checkpoint: a pickle, but not of torch.save's",
+        run / "ckpt_last.pt": f"not found (the run holds {run / 'ckpt_best.pt'})",
+        tmp_path / "never" / "ckpt_best.pt": "no run has been trained into",
+    }
+    for path, needle in cases.items():
+        with pytest.raises(UserError) as e:
+            ck.load_checkpoint(path)
+        msg = str(e.value)
+        assert needle in msg, msg
+        assert "\n" not in msg and "pickle that runs code" not in msg
+        assert msg.endswith((")", "pt", "file", "format", "/)")), msg  # never cut mid-sentence
 
 
 @pytest.mark.parametrize(

@@ -106,7 +106,8 @@ def test_bad_checkpoints_are_refused(
         assert needle in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "pwned").exists()
     assert eval_main(["--ckpt", str(trained), "--data", str(tmp_path / "nope.txt")]) == 2
-    assert "not found" in _one_line(capsys.readouterr().err)
+    err = _one_line(capsys.readouterr().err)
+    assert f"--data {tmp_path / 'nope.txt'}: not found" in err and "data.path" not in err
     assert eval_main(["--ckpt", str(trained), "--batch_size", "0"]) == 2
 
 

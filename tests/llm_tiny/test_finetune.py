@@ -16,7 +16,8 @@ from llm_tiny.checkpoint import load_checkpoint
 from llm_tiny.config import Config, load_config
 from llm_tiny.errors import RunError, UserError
 from llm_tiny.init_from import adopt_checkpoint
-from llm_tiny.train import Hooks, Trainer, read_log, run_training
+from llm_tiny.runlog import read_log
+from llm_tiny.train import Hooks, Trainer, run_training
 from llm_tiny.train import main as train_main
 from model.gpt import GPTConfig
 from tok.bpe import Tokenizer
@@ -41,16 +42,15 @@ def source(tiny_args: Args, tmp_path: Path) -> Path:
 def test_weights_come_from_the_checkpoint_and_training_state_starts_fresh(
     tiny_cfg: Callable[..., Config], source: Path
 ) -> None:
-    trainer = Trainer(tiny_cfg(f"train.init_from={source}", run="ft"), **QUIET)  # type: ignore[arg-type]
-    trainer._setup()
-    ck = load_checkpoint(source)
-    sd = trainer.model.state_dict()
-    assert sd.keys() == ck["model"].keys()
-    assert all(torch.equal(sd[k], ck["model"][k]) for k in sd)
-    assert trainer.step == 0 and trainer.best == float("inf") and not trainer.opt.state
-    # the same corpus and windows: the new run's step-0 evaluation is the source's last one, exactly
-    trainer.eval_time = 0.0  # set by run() before the first evaluation
-    assert trainer._evaluate()["val_loss"] == ck["best_val_loss"]
+    cfg = tiny_cfg(f"train.init_from={source}", run="ft")
+    with Trainer(cfg, **QUIET) as trainer:  # type: ignore[arg-type]
+        ck = load_checkpoint(source)
+        sd = trainer.model.state_dict()
+        assert sd.keys() == ck["model"].keys()
+        assert all(torch.equal(sd[k], ck["model"][k]) for k in sd)
+        assert trainer.step == 0 and trainer.best == float("inf") and not trainer.opt.state
+        # the same corpus and windows: the new run's step-0 evaluation is the source's last one
+        assert trainer._evaluate()["val_loss"] == ck["best_val_loss"]
 
 
 def test_a_fine_tuning_run_has_its_own_steps_schedule_and_the_sources_tokenizer(
@@ -172,11 +172,17 @@ def test_a_missing_corrupt_or_own_checkpoint_is_refused(
     cases = [
         (tmp_path / "missing.pt", "run", "not found"),
         (bad, "run", "bad.pt"),
-        (source, "source", "this run's own checkpoint"),  # a fresh start would delete it
+        (source, "source", "already holds a run"),  # a fresh start would delete it
     ]
     for path, run, needle in cases:
         assert train_main(tiny_args(f"train.init_from={path}", run=run)) == 2
         assert needle in one_error_line(capsys.readouterr().err)
+    # even told to start over, the run may not delete the checkpoint it starts from
+    assert (
+        train_main(tiny_args(f"train.init_from={source}", "train.overwrite=true", run="source"))
+        == 2
+    )
+    assert "this run's own checkpoint" in one_error_line(capsys.readouterr().err)
     assert load_checkpoint(source)["step"] == 10
 
 

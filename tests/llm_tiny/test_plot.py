@@ -10,8 +10,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-from llm_tiny import plot, train
-from llm_tiny.metrics import CSVLogger, perplexity
+from llm_tiny import plot, runlog, train
+from llm_tiny.metrics import perplexity
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -24,8 +24,8 @@ def assert_png(path: Path) -> None:
 
 
 def fake_log(run: Path, rows: int = 30, scale: float = 1.0) -> Path:
-    """A log.csv written by the real CSVLogger with train's columns (validation every 10 steps)."""
-    log = CSVLogger(run / "log.csv", train.LOG_FIELDS)
+    """A log.csv written by the real log.csv writer (validation every 10 steps)."""
+    log = runlog.writer(run / "log.csv")
     for step in range(0, rows * 5, 5):
         loss = scale * (1.5 + 4.5 * math.exp(-step / 40))
         row: dict[str, object] = {"step": step, "train_loss": loss, "elapsed_s": step * 0.1}
@@ -81,15 +81,53 @@ def test_two_runs_overlay_with_a_legend_named_after_each_run(tmp_path: Path) -> 
 def test_points_of_one_sweep_are_named_inside_it(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     logs = [fake_log(root / "sweep_tiny" / p) for p in ("lr=0.001", "lr=0.003")]
-    assert plot.run_labels(logs, root) == (["lr=0.001", "lr=0.003"], "sweep_tiny")
+    assert plot.run_labels(logs, root) == (["lr=0.001", "lr=0.003"], "run, in sweep_tiny/")
     assert plot.run_labels(logs[:1], root) == (["sweep_tiny/lr=0.001"], "run")
     out = tmp_path / "sweep.png"
     assert plot.main([str(p.parent) for p in logs] + ["--root", str(root), "--out", str(out)]) == 0
     assert_png(out)
 
 
+def bpb_run(run: Path, start: float, finish: float) -> Path:
+    """A log whose bits per byte fall fast from `start`, then slowly to `finish`."""
+    log = runlog.writer(run / "log.csv")
+    for step in range(0, 500, 10):
+        bpb = finish + (start - finish) * math.exp(-step / 15) + 0.2 * (1 - step / 500)
+        log.log({"step": step, "train_loss": 1.0, "val_loss": 1.0, "val_ppl": 3.0, "val_bpb": bpb})
+    return run / "log.csv"
+
+
+def test_bits_per_byte_stand_alone_on_a_range_that_shows_the_finish(tmp_path: Path) -> None:
+    runs = [plot.read_log(bpb_run(tmp_path / n, 8.0, f), n) for n, f in (("a", 2.1), ("b", 2.3))]
+    fig = plot.draw_runs(runs, metric="bpb")
+    (ax,) = fig.axes  # no loss panel: nats per token of different tokenizers do not compare
+    assert "bits per byte" in ax.get_ylabel() and "nats" not in ax.get_ylabel()
+    low, high = ax.get_ylim()
+    assert low < 2.1 and 2.5 < high < 4.0  # the finish fills the axis; 8.0 is off the top
+    ends = sorted(float(t.get_text()) for t in ax.texts)
+    assert ends == [pytest.approx(2.1, abs=0.01), pytest.approx(2.3, abs=0.01)]
+
+
+def test_the_last_perplexity_is_written_at_the_end_of_its_curve(tmp_path: Path) -> None:
+    run = plot.read_log(fake_log(tmp_path / "r"))
+    fig = plot.draw_runs([run])
+    last = [v for v in run.cols["val_ppl"] if math.isfinite(v)][-1]
+    assert [t.get_text() for t in fig.axes[1].texts] == [f"{last:.4g}"]
+
+
+def test_labels_name_the_runs_one_each(tmp_path: Path) -> None:
+    logs = [fake_log(tmp_path / n) for n in ("a", "b")]
+    out = tmp_path / "p.png"
+    assert (
+        plot.main([str(p.parent) for p in logs] + ["--labels", "ours,theirs", "--out", str(out)])
+        == 0
+    )
+    assert_png(out)
+    assert plot.main([str(p.parent) for p in logs] + ["--labels", "ours", "--out", str(out)]) == 2
+
+
 def test_narrow_loss_range_keeps_a_linear_axis(tmp_path: Path) -> None:
-    log = CSVLogger(tmp_path / "flat" / "log.csv", train.LOG_FIELDS)
+    log = runlog.writer(tmp_path / "flat" / "log.csv")
     for step in range(0, 40, 10):
         log.log({"step": step, "train_loss": 2.0 + step / 1000, "val_loss": 2.1, "val_ppl": 8.2})
     fig = plot.draw_runs([plot.read_log(tmp_path / "flat" / "log.csv")])

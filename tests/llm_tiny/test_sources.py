@@ -296,6 +296,19 @@ def test_a_corpus_of_only_empty_files_is_one_clear_error(tmp_path: Path) -> None
         quiet_scan(tmp_path / "e.txt")
 
 
+def test_a_corpus_whose_files_were_all_skipped_says_so_not_empty(tmp_path: Path) -> None:
+    write(tmp_path / "one" / "a.txt", b"ok\xff")
+    with pytest.raises(UserError) as e:
+        scan(str(tmp_path / "one" / "a.txt"), on_bad_file="skip", log=lambda m: None)
+    msg = one_line_error(e)
+    assert "its only file was skipped as bad (data.on_bad_file=skip)" in msg
+    assert "a.txt is not valid UTF-8: byte 0xff at offset 2" in msg and "empty" not in msg
+    write(tmp_path / "two" / "b.txt", "")
+    write(tmp_path / "two" / "c.txt", b"\xfe")
+    with pytest.raises(UserError, match="of its 2 files, 1 empty, 1 skipped as bad"):
+        scan(str(tmp_path / "two"), on_bad_file="skip", log=lambda m: None)
+
+
 def _gzip_cases() -> dict[str, bytes]:
     good = gzip.compress(("hello world " * 2000).encode())
     return {

@@ -19,11 +19,12 @@ from llm_tiny import files
 from llm_tiny import train as train_mod
 from llm_tiny.checkpoint import load_checkpoint
 from llm_tiny.config import Config, load_config
-from llm_tiny.errors import Diverged, RunError
+from llm_tiny.errors import Diverged, RunError, UserError
 from llm_tiny.eval import main as eval_main
 from llm_tiny.files import RunLock
+from llm_tiny.runlog import LOG_FIELDS, read_log
 from llm_tiny.sample import main as sample_main
-from llm_tiny.train import LOG_FIELDS, Hooks, Trainer, read_log, run_training
+from llm_tiny.train import Hooks, Trainer, run_training
 from llm_tiny.train import main as train_main
 from tok.bpe import Tokenizer
 
@@ -379,3 +380,21 @@ def test_training_starts_no_tqdm_monitor_thread(tiny_args: Args) -> None:
         tqdm.monitor = None
     assert train_main(tiny_args("train.max_steps=2", "train.progress=true")) == 0
     assert not [t for t in threading.enumerate() if t.name == "tqdm_monitor"]
+
+
+def test_an_open_trainer_holds_its_folder_and_a_failed_build_lets_it_go(
+    tiny_cfg: Callable[..., Config], tmp_path: Path
+) -> None:
+    threads = torch.get_num_threads()
+    cfg = tiny_cfg("train.threads=1", run="held")
+    with Trainer(cfg, log=lambda _: None) as trainer:
+        assert torch.get_num_threads() == 1 and trainer.step == 0
+        with pytest.raises(UserError, match="is in use by"):
+            Trainer(cfg, log=lambda _: None)
+    assert torch.get_num_threads() == threads  # the caller's setting is back
+    missing = tiny_cfg("train.threads=1", f"data.path={tmp_path / 'nope.txt'}", run="held")
+    with pytest.raises(UserError, match="not found"):
+        Trainer(missing, log=lambda _: None)
+    assert torch.get_num_threads() == threads
+    with Trainer(cfg, log=lambda _: None):  # nothing still holds the folder
+        pass

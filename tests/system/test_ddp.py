@@ -13,7 +13,8 @@ import torch.multiprocessing as mp
 
 from llm_tiny.checkpoint import load_checkpoint
 from llm_tiny.config import load_config
-from llm_tiny.train import read_log, run_training
+from llm_tiny.runlog import read_log
+from llm_tiny.train import run_training
 
 
 def _free_port() -> int:

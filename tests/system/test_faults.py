@@ -297,6 +297,30 @@ def test_signal_from_outside_saves_and_exits_non_zero(
     assert load_checkpoint(run / "ckpt_last.pt")["step"] == step + 3
 
 
+def test_rerunning_a_stopped_command_keeps_the_run_and_says_how_to_go_on(
+    tiny_args: Args, tmp_path: Path, server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C, then up-arrow and Enter: the same command again must not wipe the checkpoints."""
+    run = tmp_path / "run"
+    argv = tiny_args("train.max_steps=100000", "train.eval_interval=4")
+    pid = server.start(argv, tmp_path / "a")
+    wait_for(lambda: (run / "ckpt_last.pt").is_file(), "the first checkpoint", pid)
+    os.kill(pid, signal.SIGINT)
+    assert server.ended(pid) == ("exit", 128 + signal.SIGINT)
+    saved = {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"}
+    assert train_main(argv) == 2  # the very same command
+    err = one_error_line(capsys.readouterr().err)
+    assert f"{run} already holds a run (ckpt_best.pt, ckpt_last.pt)" in err
+    assert "train.resume=true" in err and "train.overwrite=true" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"} == saved
+    step = load_checkpoint(run / "ckpt_last.pt")["step"]
+    assert train_main(tiny_args(f"train.max_steps={step + 2}", "train.resume=true")) == 0
+    assert load_checkpoint(run / "ckpt_last.pt")["step"] == step + 2
+    assert train_main(tiny_args("train.max_steps=2", "train.overwrite=true")) == 0  # asked for
+    assert load_checkpoint(run / "ckpt_last.pt")["step"] == 2
+    assert [r["step"] for r in rows(run)][-1] == "2"
+
+
 # ---- a failing disk ----------------------------------------------------------------------------
 
 

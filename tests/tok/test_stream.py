@@ -21,7 +21,8 @@ import tok.parallel
 import tok.stream
 from tok.bpe import GPT2_PATTERN, GPT4_PATTERN, Tokenizer
 from tok.parallel import batched, ordered_map
-from tok.patterns import _ASCII_SPLITS, CUTTABLE, ascii_runs, cut_pieces, last_cut, next_cut
+from tok.patterns import CUTTABLE, ascii_runs, cut_pieces, last_cut, next_cut
+from tok.splitter import ASCII_SPLITS
 from tok.stream import BadText, count_ids, encode_stream, read_blocks, split_offset, typecode
 
 EOT = "<|endoftext|>"
@@ -131,17 +132,9 @@ def test_ascii_runs_join_back_and_split_into_the_chunks_of_the_whole(
     chunks = [
         c
         for kind, run in runs
-        for c in (_ASCII_SPLITS[pattern](run) if kind else regex.findall(pattern, run))
+        for c in (ASCII_SPLITS[pattern](run) if kind else regex.findall(pattern, run))
     ]
     assert chunks == regex.findall(pattern, text)
-
-
-def test_long_mixed_text_splits_as_regex_does() -> None:
-    # past 16 KB a text that is not all ASCII is split run by run, ASCII runs by Python's re
-    text = TINY.read_text(encoding="utf-8")[:30_000]
-    text = text.replace("e t", "é t").replace("the", "th\u00a0e").replace("\n\n", "\r\n 🙂 \n")
-    for pattern in (GPT4_PATTERN, GPT2_PATTERN):
-        assert Tokenizer(pattern=pattern)._chunks_of(text) == regex.findall(pattern, text)
 
 
 # ---- reading blocks -----------------------------------------------------------------------------
