@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -71,30 +70,6 @@ class Corpus:
                     f"block_size + 1 = {block_size + 1} (use a longer corpus, change data.val_frac, "
                     "or lower model.block_size)"
                 )
-
-    def summary(self) -> str:
-        """Documents, bytes and tokens of each split, and what building them cost."""
-        st, lines = self.stats, []
-        for split, tf in (("train", self.train), ("val", self.val)):
-            docs, size = st["splits"][split]
-            ratio = f"{size / tf.n:.2f}" if tf.n else "n/a"
-            lines.append(
-                f"{split}: {docs:,} document(s), {size / 1e6:,.1f} MB, {tf.n:,} tokens "
-                f"({ratio} bytes/token)"
-            )
-        lines.append(
-            f"tokenizer {st['tokenizer_s']:.1f} s, encoding {st['encode_s']:.1f} s, "
-            f"peak memory {peak_rss_mb():,.0f} MB (this process + its largest worker)"
-        )
-        return "\n".join(lines)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process plus that of its largest finished child, in MB."""
-    me, kids = (
-        resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    return (me + kids) / 1024  # Linux reports KB
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
