@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
-from llm_tiny.errors import UserError
+from llm_tiny.errors import UserError, one_line
 from llm_tiny.files import atomic_write_text
+from model.gpt import GPTConfig
 
 SECTIONS = ("model", "data", "train")
 _NONE_WORDS = {"none", "null", "~", ""}
@@ -324,3 +325,21 @@ def dump_config(cfg: Config) -> str:
 def save_config(cfg: Config, path: str | os.PathLike[str]) -> None:
     """Write the resolved config as YAML, atomically (a reader never sees half a file)."""
     atomic_write_text(path, dump_config(cfg))
+
+
+def gpt_config(
+    model: ModelCfg | Mapping[str, Any], vocab_size: int | None = None, where: str = ""
+) -> GPTConfig:
+    """The model.gpt.GPTConfig of a model section and a vocabulary size, or of a checkpoint's
+    saved model_config (a mapping that has vocab_size); an unknown or bad field is a UserError
+    that starts with `where` (e.g. "checkpoint runs/x/ckpt_last.pt: ")."""
+    values = dict(model) if isinstance(model, Mapping) else dataclasses.asdict(model)
+    if vocab_size is not None:
+        values["vocab_size"] = vocab_size
+    unknown = sorted(set(values) - {f.name for f in fields(GPTConfig)})
+    if unknown:
+        raise UserError(f"{where}unknown model config keys {', '.join(unknown)}")
+    try:
+        return GPTConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}bad model config: {one_line(e)}") from None

@@ -77,6 +77,13 @@ class Corpus:
                     "or lower model.block_size)"
                 )
 
+    def sizes(self) -> str:
+        """The splits' sizes in one phrase: tokens, and documents when there are many."""
+        st, docs = self.stats, ""
+        if not st.get("single", True):
+            docs = f" in {st['splits']['train'][0]:,} / {st['splits']['val'][0]:,} documents"
+        return f"{self.train.n:,} train / {self.val.n:,} val tokens{docs}"
+
     def summary(self) -> str:
         """Documents, bytes and tokens of each split, and what building them cost."""
         st, lines = self.stats, []

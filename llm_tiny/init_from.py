@@ -124,3 +124,23 @@ def start(
         Path(out.data.tokenizer).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out.data.tokenizer, src["tokenizer"])
     return out, (dict(src) if resume is None else None)
+
+
+def sources(
+    cfg: Config,
+    resume: Mapping[str, Any] | None,
+    out_dir: Path,
+    explicit: Collection[str] | None,
+    write: bool,
+) -> tuple[Config, dict[str, Any] | None, Mapping[str, Any] | None, Path]:
+    """(the run's config, the checkpoint whose weights start it, the checkpoint whose tokenizer
+    it uses (None: it trains its own), that checkpoint's path), for any run: fresh, resumed or
+    train.init_from. Resuming wins over init_from (see start)."""
+    last = out_dir / OWN_FILES[0]
+    if cfg.train.init_from is None:
+        return cfg, None, resume, last
+    init_path = Path(cfg.train.init_from)
+    cfg, init = start(cfg, resume, out_dir, explicit, write)
+    if init is None:
+        return cfg, None, resume, last
+    return cfg, init, init, init_path

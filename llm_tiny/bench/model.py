@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
-from llm_tiny import engine, runtime, train
+from llm_tiny import engine, runtime
 from llm_tiny.bench import tokenizer as tok_bench
-from llm_tiny.config import Config, load_config
+from llm_tiny.config import Config, gpt_config, load_config
 from llm_tiny.errors import ArgumentParser, UserError, cli
 from llm_tiny.optim import optimizer_for
 from llm_tiny.table import markdown_table
-from model.gpt import GPTConfig, TinyGPT
+from model.gpt import TinyGPT
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' datasheets. Matched by
 # substring of torch.cuda.get_device_name(), first match wins, so the specific names come first.
@@ -104,11 +104,6 @@ def amp_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def model_config(cfg: Config) -> GPTConfig:
-    """The model a run of cfg builds, with data.vocab_size (a trained tokenizer's size) as vocab."""
-    return train.gpt_config(cfg.model, cfg.data.vocab_size)
-
-
 def sync(device: torch.device) -> None:
     """Wait for queued device work, so the clock reads the time the work took."""
     if device.type == "cuda":
@@ -119,7 +114,7 @@ def build(v: Variant, batch_size: int, prompt_len: int, seed: int) -> None:
     """Model, optimizer, scaler, a random batch and a random prompt for v, on its device."""
     cfg, t = v.cfg, v.cfg.train
     torch.manual_seed(seed)
-    gcfg = model_config(cfg)
+    gcfg = gpt_config(cfg.model, cfg.data.vocab_size)
     v.model = TinyGPT(gcfg).to(v.device)
     # as in training, only the training/eval forward is compiled; the warm-up pays the compile
     v.fwd = torch.compile(v.model) if t.compile else v.model  # type: ignore[assignment]
@@ -315,7 +310,7 @@ def table_rows(
     b_train, b_infer = _rate(base, "train", tokens), _rate(base, "infer", tokens)
     for v in variants:
         assert v.model is None
-        gcfg = model_config(v.cfg)
+        gcfg = gpt_config(v.cfg.model, v.cfg.data.vocab_size)
         model = TinyGPT(gcfg)  # on CPU, for the parameter count and FLOPs formula only
         tr, inf = _rate(v, "train", tokens), _rate(v, "infer", tokens)
         kv, nokv = _rate(v, "gen_kv", s.gen_tokens), _rate(v, "gen_nokv", s.gen_tokens)
