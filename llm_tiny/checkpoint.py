@@ -16,13 +16,13 @@ import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from llm_tiny.config import gpt_config
+from llm_tiny.config import ModelCfg
 from llm_tiny.errors import RunError, UserError, one_line
 from llm_tiny.files import atomic_write_bytes
 from model.gpt import GPTConfig, TinyGPT
@@ -219,6 +219,23 @@ def validate_checkpoint(ckpt: object, path: str | os.PathLike[str]) -> None:
             raise UserError(f"checkpoint {path}: weight {k} holds NaN or infinite values")
     model_config(ckpt, path)
     tokenizer_of(ckpt, path)
+
+
+def gpt_config(
+    model: ModelCfg | Mapping[str, Any], vocab_size: int | None = None, where: str = ""
+) -> GPTConfig:
+    """The model.gpt.GPTConfig of a model section and a vocabulary size, or of a checkpoint's
+    saved model_config (a mapping that has vocab_size); an unknown or bad field is a UserError
+    that starts with `where` (e.g. "checkpoint runs/x/ckpt_last.pt: ")."""
+    values = dict(model) if isinstance(model, Mapping) else asdict(model)
+    values.update({} if vocab_size is None else {"vocab_size": vocab_size})
+    unknown = sorted(set(values) - {f.name for f in fields(GPTConfig)})
+    if unknown:
+        raise UserError(f"{where}unknown model config keys {', '.join(unknown)}")
+    try:
+        return GPTConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}bad model config: {one_line(e)}") from None
 
 
 def model_config(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> GPTConfig:

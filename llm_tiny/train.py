@@ -17,8 +17,7 @@ import argparse
 import sys
 from collections.abc import Callable, Collection
 
-from llm_tiny import init_from
-from llm_tiny.config import Config, dump_config, load_config, split_args
+from llm_tiny.config import Config, dump_config, read_config, split_args
 from llm_tiny.errors import ArgumentParser, cli
 from llm_tiny.runtime import process_group
 from llm_tiny.trainer import Hooks, Trainer
@@ -36,7 +35,7 @@ def run_training(
     step, total_steps, val_loss, val_ppl, val_bpb (fixed validation windows), best_val_loss,
     train_loss, tokens_per_s (last row), params, elapsed_s (training, across resumes; the time budget
     counts this) and prep_s (tokenizer training and token caching in this process). set_keys: the
-    dotted keys the user's YAML and overrides set (init_from.explicit_keys), which train.init_from
+    dotted keys the user's YAML and overrides set (config.read_config), which train.init_from
     checks against the checkpoint's model; None counts every non-default value as set."""
     hooks = hooks or Hooks()
     with process_group(cfg.train.device), Trainer(cfg, hooks, log, set_keys) as trainer:
@@ -74,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     a = p.parse_args(argv)
     path, overrides = split_args(a.config, a.overrides)
-    cfg = load_config(path, overrides)
+    cfg, set_keys = read_config(path, overrides)
     if a.print_config:
         print(dump_config(cfg), end="")
         return 0
-    run_training(cfg, set_keys=init_from.explicit_keys(path, overrides))
+    run_training(cfg, set_keys=set_keys)
     return 0
 
 

@@ -23,7 +23,7 @@ from llm_tiny import checkpoint as ckpt_io
 from llm_tiny import init_from, rundir, runlog
 from llm_tiny.batches import fixed_offsets, get_batch, window_batches
 from llm_tiny.budget import Budget
-from llm_tiny.config import Config, gpt_config
+from llm_tiny.config import Config
 from llm_tiny.data import Corpus, prepare
 from llm_tiny.engine import bpb_metrics, bpb_sums, train_step
 from llm_tiny.errors import Diverged, RunError, UserError
@@ -82,7 +82,7 @@ def prepare_corpus(
 def build_model(cfg: Config, vocab_size: int, device: torch.device) -> TinyGPT:
     """A freshly initialized TinyGPT for the config (seeded by train.seed) on the device."""
     torch.manual_seed(cfg.train.seed)
-    return TinyGPT(gpt_config(cfg.model, vocab_size)).to(device)
+    return TinyGPT(ckpt_io.gpt_config(cfg.model, vocab_size)).to(device)
 
 
 def diverged(what: str, value: float, step: int, last: Path, saved: int | None) -> Diverged:
@@ -132,13 +132,13 @@ class Trainer(contextlib.AbstractContextManager):
             if t.threads:
                 torch.set_num_threads(t.threads)
             resume = resume_checkpoint(t.resume, self.last_path, self.log)
-            self.cfg, init, src, src_path = init_from.sources(
-                cfg, resume, self.out, set_keys, d.master
-            )
+            self.cfg, init, src, src_path = init_from.sources(cfg, resume, self.out, set_keys)
             t_prep = time.perf_counter()
             self.corpus = prepare_corpus(self.cfg, src, src_path, d, self.log)
+            if d.master and src is not None and self.cfg.train.init_from is not None:
+                init_from.save_tokenizer_copy(self.cfg, src)
             self.prep_seconds = time.perf_counter() - t_prep  # tokenizer training, token caching
-            self.fingerprint = self.corpus.tokenizer.fingerprint()
+            self.fingerprint = self.corpus.fingerprint  # the tokenizer's, for checkpoints
             t = self.cfg.train
             self.model = build_model(self.cfg, self.corpus.tokenizer.vocab_size, self.device)
             if init is not None:

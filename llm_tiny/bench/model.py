@@ -32,7 +32,8 @@ import torch
 
 from llm_tiny import engine, runtime
 from llm_tiny.bench import tokenizer as tok_bench
-from llm_tiny.config import Config, gpt_config, load_config
+from llm_tiny.checkpoint import gpt_config
+from llm_tiny.config import Config, load_config
 from llm_tiny.errors import ArgumentParser, UserError, cli
 from llm_tiny.optim import optimizer_for
 from llm_tiny.table import markdown_table
