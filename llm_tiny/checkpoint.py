@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -27,6 +27,12 @@ from llm_tiny.errors import RunError, UserError, one_line
 from llm_tiny.files import atomic_write_bytes
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer, TokenizerError
+
+if TYPE_CHECKING:  # what a trainer holds; none of these modules imports this one
+    from llm_tiny.budget import Budget
+    from llm_tiny.config import Config
+    from llm_tiny.data import Corpus
+    from llm_tiny.runlog import Rows
 
 FORMAT = "llm-tiny checkpoint"
 VERSION = 1
@@ -63,17 +69,17 @@ class Run(Protocol):
     """What a checkpoint is packed from: the training run's objects (llm_tiny.trainer.Trainer)."""
 
     model: TinyGPT
-    cfg: Any  # llm_tiny.config.Config
+    cfg: Config
     opt: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     gen: torch.Generator  # batch offsets
-    corpus: Any  # llm_tiny.data.Corpus: its tokenizer
+    corpus: Corpus  # its tokenizer
     fingerprint: str  # the tokenizer's
     step: int
     best: float  # inf while no evaluation was made
     total: int
-    budget: Any  # llm_tiny.budget.Budget: its plan
-    rows: Any  # llm_tiny.runlog.Rows: its pending losses
+    budget: Budget  # its plan
+    rows: Rows  # its pending losses
 
     def elapsed(self) -> float: ...
 

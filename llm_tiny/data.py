@@ -201,18 +201,19 @@ def prepare(
     tokenizer: Tokenizer | None = None,
     log: Callable[[str], None] = print,
     progress: bool = False,
+    fingerprint: str | None = None,
 ) -> Corpus:
     """Tokenizer and cached token ids for dcfg's corpus; trains/encodes only what isn't cached yet.
 
     With `tokenizer` given (a resumed or fine-tuning run's), it is used, and a tokenizer file named by
-    the config must be the same tokenizer.
+    the config must be the same tokenizer; `fingerprint` is its fingerprint, if the caller has it.
     """
     sc = scan(dcfg.path, dcfg.text_field, dcfg.val_frac, dcfg.on_bad_file, log)
     # fork the workers once, while this process is small, for both the tokenizer and the caches
     # (and hosts for the merge loop only if a tokenizer is to be trained)
     training = tokenizer is None and not tokenizer_path(dcfg, sc).is_file()
     with Workers(dcfg.workers or default_workers(), hosts=training) as workers:
-        return _prepare(sc, dcfg, tokenizer, workers, log, progress)
+        return _prepare(sc, dcfg, tokenizer, workers, log, progress, fingerprint)
 
 
 def _prepare(
@@ -222,6 +223,7 @@ def _prepare(
     workers: Workers,
     log: Callable[[str], None],
     progress: bool,
+    fingerprint: str | None,
 ) -> Corpus:
     t0 = time.perf_counter()
     tok_path = tokenizer_path(dcfg, sc)
@@ -238,7 +240,7 @@ def _prepare(
             tok_path.parent.mkdir(parents=True, exist_ok=True)
             tokenizer.save(tok_path)
             log(f"saved tokenizer {tok_path}")
-    fp = tokenizer.fingerprint()
+    fp = (given and fingerprint) or tokenizer.fingerprint()
     if given and tok_path.is_file():
         named = load_tokenizer(tok_path)
         if named.fingerprint() != fp:

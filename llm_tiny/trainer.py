@@ -31,13 +31,8 @@ from llm_tiny.optim import lr_at, optimizer_for, set_lr
 from llm_tiny.runtime import Dist, StopSignal, pick_amp, pick_device, rank_zero_first, wrap_model
 from model.gpt import TinyGPT
 
-FRESH: dict[str, Any] = {
-    "step": 0,
-    "best": math.inf,
-    "budget_plan": None,
-    "elapsed_s": 0.0,
-    "pending": [],
-}
+# where a fresh run starts (a resumed one: checkpoint.restore)
+FRESH: dict[str, Any] = dict(step=0, best=math.inf, budget_plan=None, elapsed_s=0.0, pending=[])
 
 
 class _Bar(tqdm):
@@ -72,9 +67,10 @@ def prepare_corpus(
 ) -> Corpus:
     """The tokenized corpus, encoded with src's tokenizer when a checkpoint gives one; rank 0
     trains and encodes, the others then read its cache. Long enough for a block, or a UserError."""
-    tok = None if src is None else ckpt_io.tokenizer_of(src, src_path)
+    tok = None if src is None else ckpt_io.tokenizer_of(src, src_path)  # checked: its fingerprint
+    fp = None if src is None else src["tokenizer_fingerprint"]
     show = cfg.train.progress and sys.stderr.isatty()
-    corpus = rank_zero_first(lambda: prepare(cfg.data, tokenizer=tok, log=log, progress=show), d)
+    corpus = rank_zero_first(lambda: prepare(cfg.data, tok, log, show, fp), d)
     corpus.check_length(cfg.model.block_size, cfg.data.path)
     return corpus
 
