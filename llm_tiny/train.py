@@ -37,7 +37,7 @@ def run_training(
     counts this) and prep_s (tokenizer training and token caching in this process). set_keys: the
     dotted keys the user's YAML and overrides set (config.read_config), which train.init_from
     checks against the checkpoint's model; None counts every non-default value as set."""
-    hooks = hooks or Hooks()
+    hooks = hooks or Hooks()  # this module's Hooks: a test or tool may swap it for the command
     with process_group(cfg.train.device), Trainer(cfg, hooks, log, set_keys) as trainer:
         return trainer.run()
 
