@@ -9,6 +9,7 @@ import math
 import os
 import resource
 import sys
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,24 @@ def bits_per_byte(total_nats: float, total_bytes: int) -> float:
     if total_bytes <= 0:
         raise ValueError(f"total_bytes must be positive, got {total_bytes}")
     return total_nats / (math.log(2) * total_bytes)
+
+
+class Throughput:
+    """Tokens per second from one log row to the next, time spent evaluating left out."""
+
+    def __init__(self, step: int) -> None:
+        self.time, self.step, self.paused = time.perf_counter(), step, 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Leave `seconds` (an evaluation) out of the current row's span."""
+        self.paused += seconds
+
+    def row(self, step: int, tokens_per_step: int) -> float | None:
+        """The rate since the previous row (None when no time or no tokens passed); starts a row."""
+        now = time.perf_counter()
+        span, tokens = now - self.time - self.paused, (step - self.step) * tokens_per_step
+        self.time, self.step, self.paused = now, step, 0.0
+        return tokens / span if span > 0 and tokens else None
 
 
 class CSVLogger:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from llm_tiny.errors import first_sentence
+
 # names other trainers use (nanoGPT, Hugging Face), whole or as words, mapped to ours
 ALIASES = {
     "learning_rate": "lr",
@@ -91,3 +93,12 @@ def not_a_config(p: Path) -> str:
         f"{p} is not a YAML config (sections model, data, train); to train on its text: "
         f"python -m llm_tiny.train configs/tiny.yaml data.path={p}"
     )
+
+
+def config_file_error(p: Path, e: Exception, sections: Sequence[str]) -> str:
+    """The one line for a config file that could not be read: missing, not YAML, or bad YAML."""
+    if isinstance(e, FileNotFoundError):
+        return f"config file {p} not found{missing_config_hint(p, sections)}"
+    if p.suffix not in (".yaml", ".yml"):
+        return not_a_config(p)
+    return f"cannot read config file {p}: {first_sentence(e, 300)}"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from llm_tiny import engine, runtime, train
+from llm_tiny import engine, runtime
 from llm_tiny.bench import tokenizer as tok_bench
 from llm_tiny.bench.options import Settings, parse_args, settings
 from llm_tiny.bench.peak import cpu_peaks
@@ -42,11 +42,12 @@ from llm_tiny.bench.report import (
     load_average,
     run_notes,
 )
+from llm_tiny.checkpoint import gpt_config
 from llm_tiny.config import Config, load_config
 from llm_tiny.errors import UserError, cli
 from llm_tiny.metrics import peak_rss_mb, reset_peak_rss
 from llm_tiny.optim import optimizer_for
-from model.gpt import GPTConfig, TinyGPT
+from model.gpt import TinyGPT
 
 # What a CUDA run compares against the base config when no --compare is given.
 CUDA_COMPARES = ("model.attn=naive", "train.amp=fp16", "train.amp=off")
@@ -82,11 +83,6 @@ def amp_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def model_config(cfg: Config) -> GPTConfig:
-    """The model a run of cfg builds, with data.vocab_size (a trained tokenizer's size) as vocab."""
-    return train.gpt_config(cfg.model, cfg.data.vocab_size)
-
-
 def sync(device: torch.device) -> None:
     """Wait for queued device work, so the clock reads the time the work took."""
     if device.type == "cuda":
@@ -97,7 +93,7 @@ def build(v: Variant, batch_size: int, prompt_len: int, seed: int) -> None:
     """Model, optimizer, scaler, a random batch and a random prompt for v, on its device."""
     cfg, t = v.cfg, v.cfg.train
     torch.manual_seed(seed)
-    gcfg = model_config(cfg)
+    gcfg = gpt_config(cfg.model, cfg.data.vocab_size)
     v.model = TinyGPT(gcfg).to(v.device)
     # as in training, only the training/eval forward is compiled; the warm-up pays the compile
     v.fwd = torch.compile(v.model) if t.compile else v.model  # type: ignore[assignment]
@@ -255,7 +251,9 @@ def results(variants: Sequence[Variant], s: Settings, peak_of: PeakOf) -> list[R
     for v in variants:
         assert v.model is None
         T = v.cfg.model.block_size
-        model = TinyGPT(model_config(v.cfg))  # on CPU: its parameter count and FLOPs formula
+        model = TinyGPT(
+            gpt_config(v.cfg.model, v.cfg.data.vocab_size)
+        )  # on CPU: its parameter count and FLOPs formula
         tokens = s.batch_size * T
         out.append(
             Result(
