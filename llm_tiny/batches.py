@@ -6,6 +6,8 @@ memory stays flat however big the cache is.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -18,6 +20,14 @@ def windows(tf: TokenFile, offsets: np.ndarray, block_size: int) -> tuple[Tensor
     idx = offsets.astype(np.int64)[:, None] + np.arange(block_size + 1)
     chunk = torch.from_numpy(tf.array()[idx].astype(np.int64))
     return chunk[:, :-1], chunk[:, 1:]
+
+
+def window_batches(
+    tf: TokenFile, offsets: np.ndarray, batch_size: int, block_size: int
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The windows at `offsets`, batch_size of them at a time (the last batch may be smaller)."""
+    for i in range(0, len(offsets), batch_size):
+        yield windows(tf, offsets[i : i + batch_size], block_size)
 
 
 def get_batch(

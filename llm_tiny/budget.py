@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from llm_tiny.config import TrainCfg
 from llm_tiny.runtime import agree
 
 PLAN_FRACTION = 0.05  # of the time budget spent timing steps before laying out the LR schedule
@@ -19,19 +20,13 @@ PLAN_MARGIN = 0.97  # plan to finish a little early: the CPU is shared and steps
 class Budget:
     """The step count a time budget fits, measured on this process's first steps."""
 
-    def __init__(
-        self,
-        seconds: float | None,
-        max_steps: int,
-        eval_interval: int,
-        log_interval: int,
-        device: torch.device,
-        plan: int | None = None,
-    ) -> None:
-        self.seconds, self.max_steps = seconds, max_steps
-        self.eval_interval, self.log_interval = eval_interval, log_interval
+    def __init__(self, t: TrainCfg, device: torch.device, plan: int | None, step: int) -> None:
+        """plan: the one a resumed run's checkpoint recorded (kept only under a time budget)."""
+        self.seconds, self.max_steps = t.time_budget_s, t.max_steps
+        self.eval_interval, self.log_interval = t.eval_interval, t.log_interval
         self.device = device
-        self.plan = plan  # the step count the schedule was laid over (None: not yet, or no budget)
+        # the step count the schedule was laid over (None: not yet, or no budget)
+        self.plan = None if plan is None or self.seconds is None else max(plan, step)
         self.start: tuple[float, int] | None = None  # (seconds, step) where the timing began
 
     def late(self, now: float) -> bool:

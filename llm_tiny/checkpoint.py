@@ -20,16 +20,23 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from llm_tiny import hf_in
+from llm_tiny.config import ModelCfg
 from llm_tiny.errors import RunError, UserError, first_sentence, one_line
 from llm_tiny.filekind import missing_hint, not_a_checkpoint, pickle_calls, run_checkpoints
 from llm_tiny.files import atomic_write_bytes
 from model.gpt import GPTConfig, TinyGPT
 from tok.bpe import Tokenizer, TokenizerError
+
+if TYPE_CHECKING:  # what a trainer holds; none of these modules imports this one
+    from llm_tiny.budget import Budget
+    from llm_tiny.config import Config
+    from llm_tiny.data import Corpus
+    from llm_tiny.runlog import Rows
 
 FORMAT = "llm-tiny checkpoint"
 VERSION = 1
@@ -62,40 +69,50 @@ def clean_state_dict(sd: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pack(
-    model: TinyGPT,
-    config: dict[str, Any],
-    opt: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    gen: torch.Generator,
-    tok: Tokenizer,
-    fingerprint: str,
-    loop: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The checkpoint of a training run: the model (its config from model.cfg), the run's config,
-    optimizer, scaler, every RNG state, the tokenizer, and `loop`, the loop's place: step, best
-    (validation loss, inf for none yet), total_steps, budget_plan, elapsed_s and pending losses."""
-    device = next(model.parameters()).device
+class Run(Protocol):
+    """What a checkpoint is packed from: the training run's objects (llm_tiny.trainer.Trainer)."""
+
+    model: TinyGPT
+    cfg: Config
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator  # batch offsets
+    corpus: Corpus  # its tokenizer
+    fingerprint: str  # the tokenizer's
+    step: int
+    best: float  # inf while no evaluation was made
+    total: int
+    budget: Budget  # its plan
+    rows: Rows  # its pending losses
+
+    def elapsed(self) -> float: ...
+
+
+def pack(run: Run) -> dict[str, Any]:
+    """The checkpoint of a training run at its current step: the model and its config, the run's
+    config, optimizer, scaler, every RNG state, the tokenizer, and the loop's place (step, best loss,
+    schedule length, time-budget plan, seconds trained, losses not yet logged)."""
+    device = next(run.model.parameters()).device
     cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
     return {
         "format": FORMAT,
         "version": VERSION,
-        "model": clean_state_dict(model.state_dict()),
-        "model_config": asdict(model.cfg),
-        "config": config,
-        "optimizer": opt.state_dict(),
-        "scaler": scaler.state_dict(),
-        "step": loop["step"],
-        "best_val_loss": None if math.isinf(loop["best"]) else loop["best"],
-        "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": gen.get_state()},
+        "model": clean_state_dict(run.model.state_dict()),
+        "model_config": asdict(run.model.cfg),
+        "config": run.cfg.to_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "step": run.step,
+        "best_val_loss": None if math.isinf(run.best) else run.best,
+        "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": run.gen.get_state()},
         "train_state": {
-            "total_steps": loop["total_steps"],
-            "budget_plan": loop["budget_plan"],
-            "elapsed_s": loop["elapsed_s"],
-            "pending": [float(v) for v in loop["pending"]],
+            "total_steps": run.total,
+            "budget_plan": run.budget.plan,
+            "elapsed_s": run.elapsed(),
+            "pending": [float(v) for v in run.rows.pending],
         },
-        "tokenizer": tok.to_json(),
-        "tokenizer_fingerprint": fingerprint,
+        "tokenizer": run.corpus.tokenizer.to_json(),
+        "tokenizer_fingerprint": run.fingerprint,
     }
 
 
@@ -232,17 +249,26 @@ def validate_checkpoint(ckpt: object, path: str | os.PathLike[str]) -> None:
     tokenizer_of(ckpt, path)
 
 
+def gpt_config(
+    model: ModelCfg | Mapping[str, Any], vocab_size: int | None = None, where: str = ""
+) -> GPTConfig:
+    """The model.gpt.GPTConfig of a model section and a vocabulary size, or of a checkpoint's
+    saved model_config (a mapping that has vocab_size); an unknown or bad field is a UserError
+    that starts with `where` (e.g. "checkpoint runs/x/ckpt_last.pt: ")."""
+    values = dict(model) if isinstance(model, Mapping) else asdict(model)
+    values.update({} if vocab_size is None else {"vocab_size": vocab_size})
+    unknown = sorted(set(values) - {f.name for f in fields(GPTConfig)})
+    if unknown:
+        raise UserError(f"{where}unknown model config keys {', '.join(unknown)}")
+    try:
+        return GPTConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}bad model config: {one_line(e)}") from None
+
+
 def model_config(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> GPTConfig:
     """The GPTConfig the checkpoint's model was built with."""
-    mc = ckpt["model_config"]
-    known = {f.name for f in fields(GPTConfig)}
-    unknown = sorted(set(mc) - known)
-    if unknown:
-        raise UserError(f"checkpoint {path}: unknown model config keys {', '.join(unknown)}")
-    try:
-        return GPTConfig(**mc)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"checkpoint {path}: bad model config: {one_line(e)}") from None
+    return gpt_config(ckpt["model_config"], where=f"checkpoint {path}: ")
 
 
 def tokenizer_of(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> Tokenizer:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -23,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from llm_tiny.errors import UserError, first_sentence
+from llm_tiny.errors import UserError
 from llm_tiny.files import atomic_write_text
-from llm_tiny.suggest import closest_keys
+from llm_tiny.suggest import closest_keys, config_file_error, not_a_config
 
 SECTIONS = ("model", "data", "train")
 _NONE_WORDS = {"none", "null", "~", ""}
@@ -190,15 +189,22 @@ def set_key(cfg: Config, key: str, value: object, source: str = "override") -> N
         raise _unknown_key(key, source)
     fmeta = next(f.metadata for f in fields(obj) if f.name == name)
     parsed = _coerce(value, hints[name], key, source)
-    choices = fmeta.get("choices") or ()
-    if choices and parsed not in choices:
-        raise UserError(
-            f"{source}: bad value for {key}: {value!r}; choose one of {', '.join(choices)}"
-        )
-    check = fmeta.get("check")
-    if check is not None and parsed is not None and not check(parsed):
-        raise UserError(f"{source}: bad value for {key}: {value!r}; must be {fmeta['why']}")
+    bad = field_error(key, parsed, value, fmeta)
+    if bad:
+        raise UserError(f"{source}: {bad}")
     setattr(obj, name, parsed)
+
+
+def field_error(key: str, value: Any, shown: object, fmeta: Mapping[str, Any]) -> str | None:
+    """What is wrong with one field's value by its own rule (choices or range), or None; `shown`
+    is the value as the user wrote it."""
+    choices = fmeta.get("choices") or ()
+    if choices and value not in choices:
+        return f"bad value for {key}: {shown!r}; choose one of {', '.join(choices)}"
+    check = fmeta.get("check")
+    if check is not None and value is not None and not check(value):
+        return f"bad value for {key}: {shown!r}; must be {fmeta['why']}"
+    return None
 
 
 def _coerce(value: object, tp: Any, key: str, source: str) -> object:
@@ -267,12 +273,10 @@ def validate(cfg: Config) -> None:
     for sec in SECTIONS:  # defaults and values set directly on the dataclasses get checked too
         obj = getattr(cfg, sec)
         for f in fields(obj):
-            check, v = f.metadata.get("check"), getattr(obj, f.name)
-            if check is not None and v is not None and not check(v):
-                raise UserError(f"bad value for {sec}.{f.name}: {v!r}; must be {f.metadata['why']}")
-            if f.metadata.get("choices") and v not in f.metadata["choices"]:
-                choices = ", ".join(f.metadata["choices"])
-                raise UserError(f"bad value for {sec}.{f.name}: {v!r}; choose one of {choices}")
+            v = getattr(obj, f.name)
+            bad = field_error(f"{sec}.{f.name}", v, v, f.metadata)
+            if bad:
+                raise UserError(bad)
     if m.n_embd % m.n_head:
         raise UserError(f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
     if m.rope and (m.n_embd // m.n_head) % 2:
@@ -300,47 +304,36 @@ def split_args(config: str | None, overrides: list[str]) -> tuple[str, list[str]
     return config or "configs/tiny.yaml", overrides
 
 
-def _missing_config_hint(p: Path) -> str:
-    """What a config path that does not exist was likely meant to be."""
-    if re.fullmatch(r"[a-z]+\.[a-z_0-9]+", str(p)) and str(p).split(".")[0] in SECTIONS:
-        return f": {p} is a config key; write {p}=VALUE (key=value, no spaces)"
-    for suffix in (".yaml", ".yml"):
-        if p.with_suffix(suffix).is_file():
-            return f" (did you mean {p.with_suffix(suffix)}?)"
-    return ""
-
-
-def _not_a_config(p: Path) -> str:
-    return (
-        f"{p} is not a YAML config (sections model, data, train); to train on its text: "
-        f"python -m llm_tiny.train configs/tiny.yaml data.path={p}"
-    )
-
-
 def load_config(
     path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> Config:
     """Defaults, then the YAML file (if any), then overrides; out_dir defaults to runs/<file stem>."""
+    return read_config(path, overrides)[0]
+
+
+def read_config(
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> tuple[Config, frozenset[str]]:
+    """load_config's Config, and the dotted keys the YAML file and overrides set (train.init_from)."""
+    keys = {item.partition("=")[0].strip() for item in overrides}
     if path is None:
         cfg = Config()
     else:
         p = Path(path)
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"config file {p} not found{_missing_config_hint(p)}") from None
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            if p.suffix not in (".yaml", ".yml"):
-                raise UserError(_not_a_config(p)) from None
-            raise UserError(f"cannot read config file {p}: {first_sentence(e, 300)}") from None
+            raise UserError(config_file_error(p, e, SECTIONS)) from None
         if raw is not None and not isinstance(raw, Mapping) and p.suffix not in (".yaml", ".yml"):
-            raise UserError(_not_a_config(p))
+            raise UserError(not_a_config(p))
         cfg = Config.from_dict(raw or {}, source=str(p))
+        for sec, values in (raw or {}).items():
+            keys.update(f"{sec}.{k}" for k in (values or {}))
     parse_overrides(cfg, overrides)
     validate(cfg)
     if cfg.train.out_dir is None:
         cfg.train.out_dir = str(Path("runs") / (Path(path).stem if path is not None else "default"))
-    return cfg
+    return cfg, frozenset(keys)
 
 
 def dump_config(cfg: Config) -> str:

@@ -21,6 +21,7 @@ import bisect
 import glob
 import gzip
 import hashlib
+import io
 import json
 import os
 import zlib
@@ -321,8 +322,6 @@ def _wanted(sc: Scan, name: str, split: str) -> bool:
 def _text_part(text: str, val_frac: float, split: str) -> str:
     """The train or val part of one in-memory document, cut by bytes like a file."""
     data = text.encode("utf-8", "surrogatepass")
-    cut = min(len(data), round(len(data) * (1.0 - val_frac)))
-    while cut < len(data) and data[cut] & 0xC0 == 0x80:
-        cut += 1
+    cut = split_offset(io.BytesIO(data), len(data), val_frac)
     part = data[:cut] if split == "train" else data[cut:]
     return part.decode("utf-8", "surrogatepass")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -60,6 +59,7 @@ class Corpus:
     train: TokenFile
     val: TokenFile
     token_bytes: np.ndarray
+    fingerprint: str  # the tokenizer's, computed once
     stats: dict[str, Any] = field(default_factory=dict)
 
     def check_length(self, block_size: int, what: str = "corpus") -> None:
@@ -72,29 +72,12 @@ class Corpus:
                     "or lower model.block_size)"
                 )
 
-    def summary(self) -> str:
-        """Documents, bytes and tokens of each split, and what building them cost."""
-        st, lines = self.stats, []
-        for split, tf in (("train", self.train), ("val", self.val)):
-            docs, size = st["splits"][split]
-            ratio = f"{size / tf.n:.2f}" if tf.n else "n/a"
-            lines.append(
-                f"{split}: {docs:,} document(s), {size / 1e6:,.1f} MB, {tf.n:,} tokens "
-                f"({ratio} bytes/token)"
-            )
-        lines.append(
-            f"tokenizer {st['tokenizer_s']:.1f} s, encoding {st['encode_s']:.1f} s, "
-            f"peak memory {peak_rss_mb():,.0f} MB (this process + its largest worker)"
-        )
-        return "\n".join(lines)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process plus that of its largest finished child, in MB."""
-    me, kids = (
-        resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    return (me + kids) / 1024  # Linux reports KB
+    def sizes(self) -> str:
+        """The splits' sizes in one phrase: tokens, and documents when there are many."""
+        st, docs = self.stats, ""
+        if not st.get("single", True):
+            docs = f" in {st['splits']['train'][0]:,} / {st['splits']['val'][0]:,} documents"
+        return f"{self.train.n:,} train / {self.val.n:,} val tokens{docs}"
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
@@ -188,18 +171,19 @@ def prepare(
     tokenizer: Tokenizer | None = None,
     log: Callable[[str], None] = print,
     progress: bool = False,
+    fingerprint: str | None = None,
 ) -> Corpus:
     """Tokenizer and cached token ids for dcfg's corpus; trains/encodes only what isn't cached yet.
 
     With `tokenizer` given (a resumed or fine-tuning run's), it is used, and a tokenizer file named by
-    the config must be the same tokenizer.
+    the config must be the same tokenizer; `fingerprint` is its fingerprint, if the caller has it.
     """
     sc = scan(dcfg.path, dcfg.text_field, dcfg.val_frac, dcfg.on_bad_file, log)
     # fork the workers once, while this process is small, for both the tokenizer and the caches
     # (and hosts for the merge loop only if a tokenizer is to be trained)
     training = tokenizer is None and not tokenizer_path(dcfg, sc).is_file()
     with Workers(dcfg.workers or default_workers(), hosts=training) as workers:
-        return _prepare(sc, dcfg, tokenizer, workers, log, progress)
+        return _prepare(sc, dcfg, tokenizer, workers, log, progress, fingerprint)
 
 
 def _prepare(
@@ -209,9 +193,11 @@ def _prepare(
     workers: Workers,
     log: Callable[[str], None],
     progress: bool,
+    fingerprint: str | None,
 ) -> Corpus:
     t0 = time.perf_counter()
     tok_path = tokenizer_path(dcfg, sc)
+    given = tokenizer is not None
     if tokenizer is None:
         if tok_path.is_file():
             tokenizer = load_tokenizer(tok_path)
@@ -224,11 +210,12 @@ def _prepare(
             tok_path.parent.mkdir(parents=True, exist_ok=True)
             tokenizer.save(tok_path)
             log(f"saved tokenizer {tok_path}")
-    elif tok_path.is_file():
+    fp = (given and fingerprint) or tokenizer.fingerprint()
+    if given and tok_path.is_file():
         named = load_tokenizer(tok_path)
-        if named.fingerprint() != tokenizer.fingerprint():
+        if named.fingerprint() != fp:
             raise UserError(
-                f"the checkpoint's tokenizer ({tokenizer.fingerprint()[:12]}, "
+                f"the checkpoint's tokenizer ({fp[:12]}, "
                 f"{tokenizer.vocab_size} tokens) differs from {tok_path} "
                 f"({named.fingerprint()[:12]}, {named.vocab_size} tokens)"
             )
@@ -239,7 +226,7 @@ def _prepare(
         )
     t1 = time.perf_counter()
     splits = {
-        s: encode_split(sc, s, tokenizer, dcfg.cache_dir, workers, progress, log)
+        s: encode_split(sc, s, tokenizer, dcfg.cache_dir, workers, progress, log, fp)
         for s in ("train", "val")
     }
     stats = {
@@ -248,10 +235,8 @@ def _prepare(
         "tokenizer_s": t1 - t0,
         "encode_s": time.perf_counter() - t1,
     }
-    corpus = Corpus(
-        tokenizer, tok_path, splits["train"], splits["val"], token_byte_lengths(tokenizer), stats
-    )
-    return corpus
+    lengths = token_byte_lengths(tokenizer)
+    return Corpus(tokenizer, tok_path, splits["train"], splits["val"], lengths, fp, stats)
 
 
 def encode_split(
@@ -262,24 +247,27 @@ def encode_split(
     workers: int | Workers = 1,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    fingerprint: str | None = None,
 ) -> TokenFile:
-    """The cached ids of one split ("train", "val" or "all") under tok, encoded if not cached yet."""
+    """The cached ids of one split ("train", "val" or "all") under tok, encoded if not cached yet
+    (fingerprint: tok's, if the caller has it already)."""
+    fp = fingerprint or tok.fingerprint()
     sep = None if sc.single else tok.special_tokens.get(EOT)
     if not sc.single and sep is None:
         log(
             f"note: the tokenizer has no {EOT} token: {split} documents are joined with no separator"
         )
     how = sc.split_key if split != "all" else "-"
-    key = f"{sc.fingerprint}|{how}|{split}|{tok.fingerprint()}|{sep}"
+    key = f"{sc.fingerprint}|{how}|{split}|{fp}|{sep}"
     key = hashlib.sha256(key.encode()).hexdigest()[:24]
-    tf = open_cache(cache_dir, key, tok)
+    tf = open_cache(cache_dir, key, tok, fp)
     if tf is not None:
         return tf
     total = sc.n_bytes if split == "all" else sc.split_sizes()[split][1]
     with _bar(progress, total, f"encode {split}") as bar:
         items = _pieces(sc, split, tok.pattern in CUTTABLE, _tap(bar))
         cut = f"pieces {PIECE_CHARS}, blocks {BLOCK_BYTES}"  # what decides where pieces end
-        return build_cache(cache_dir, key, tok, items, workers, sep, log, cut)
+        return build_cache(cache_dir, key, tok, items, workers, sep, log, cut, fp)
 
 
 def encode_file(

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.config import Config, DataCfg, ModelCfg, validate
@@ -31,18 +29,6 @@ from llm_tiny.files import atomic_write_text
 FREE = ("dropout", "attn_dropout", "attn")  # model fields a fine-tuning run may change
 TOKENIZER_FILE = "tokenizer.json"  # the checkpoint's tokenizer, written into the run folder
 OWN_FILES = ("ckpt_last.pt", "ckpt_best.pt")  # a run's own checkpoints, which a fresh start deletes
-
-
-def explicit_keys(path: str | os.PathLike[str] | None, overrides: Sequence[str]) -> frozenset[str]:
-    """The dotted keys a YAML config file and `key=value` overrides set, defaults aside.
-
-    Call it after load_config accepted the same arguments (so the file is known to be good)."""
-    keys = {item.partition("=")[0].strip() for item in overrides}
-    if path is not None:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        for sec, values in raw.items():
-            keys.update(f"{sec}.{k}" for k in (values or {}))
-    return frozenset(keys)
 
 
 def _is_set(key: str, value: Any, default: Any, explicit: Collection[str] | None) -> bool:
@@ -59,7 +45,7 @@ def adopt_checkpoint(
 ) -> Config:
     """A copy of cfg whose model section and data.vocab_size are the checkpoint's (FREE fields aside).
 
-    `explicit` lists the keys the user set (explicit_keys); None treats non-default values as set.
+    `explicit` lists the keys the user set (config.read_config); None treats non-default values as set.
     A set shape field that differs from the checkpoint's is a UserError naming it and both values.
     """
     have = asdict(ckpt_io.model_config(ck, source))  # every GPTConfig field, defaults filled in
@@ -95,19 +81,19 @@ def tokenizer_path(cfg: Config, out_dir: Path) -> str:
     return cfg.data.tokenizer or str(out_dir / TOKENIZER_FILE)
 
 
-def start(
-    cfg: Config,
-    resume: Mapping[str, Any] | None,
-    out_dir: Path,
-    explicit: Collection[str] | None,
-    write: bool,
-) -> tuple[Config, dict[str, Any] | None]:
-    """(the run's config, the checkpoint to take weights from) for a config with train.init_from.
+def sources(
+    cfg: Config, resume: Mapping[str, Any] | None, out_dir: Path, explicit: Collection[str] | None
+) -> tuple[Config, dict[str, Any] | None, Mapping[str, Any] | None, Path]:
+    """(the run's config, the checkpoint whose weights start it, the checkpoint whose tokenizer
+    it uses (None: it trains its own), that checkpoint's path) for any run: fresh, resumed
+    (`resume`, its own ckpt_last.pt) or train.init_from.
 
-    The config gets the source's model section and its tokenizer file (written into the run folder
-    when `write`, by rank 0). When resuming, the source is the run's own checkpoint, the weights come
-    from it, and train.init_from is not read at all: None comes back in place of a checkpoint."""
-    assert cfg.train.init_from is not None
+    With train.init_from the config gets the source's model section, and data.tokenizer names
+    where the run keeps a copy of the source's tokenizer (tokenizer_path). When resuming, the source
+    is the run's own checkpoint and train.init_from is not read at all: no weights to start from."""
+    last = out_dir / OWN_FILES[0]
+    if cfg.train.init_from is None:
+        return cfg, None, resume, last
     if resume is None:
         own = {(out_dir / name).resolve() for name in OWN_FILES}
         if Path(cfg.train.init_from).resolve() in own:  # a fresh start would delete it
@@ -120,11 +106,16 @@ def start(
         src: Mapping[str, Any] = ckpt_io.load_any(cfg.train.init_from, bs if cut else None)
         src_path = Path(cfg.train.init_from)
     else:
-        src, src_path = resume, out_dir / "ckpt_last.pt"
-    named = cfg.data.tokenizer
+        src, src_path = resume, last
     out = adopt_checkpoint(cfg, src, src_path, explicit)
     out.data.tokenizer = tokenizer_path(cfg, out_dir)
-    if write and (named is None or not Path(named).is_file()):
-        Path(out.data.tokenizer).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out.data.tokenizer, src["tokenizer"])
-    return out, (dict(src) if resume is None else None)
+    return out, (dict(src) if resume is None else None), src, src_path
+
+
+def save_tokenizer_copy(cfg: Config, src: Mapping[str, Any]) -> None:
+    """Rank 0 of a train.init_from run: the source's tokenizer as a file at data.tokenizer, for the
+    user, unless one is there already (the run itself was handed the tokenizer, not this file)."""
+    path = Path(cfg.data.tokenizer or TOKENIZER_FILE)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, src["tokenizer"])

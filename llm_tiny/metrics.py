@@ -1,10 +1,15 @@
-"""Small, dependency-free metrics: moving average, perplexity, bits per byte and a crash-safe CSV logger."""
+"""Small, dependency-free metrics: moving average, perplexity, bits per byte, a crash-safe CSV logger and
+peak memory."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
+import resource
+import sys
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +54,24 @@ def bits_per_byte(total_nats: float, total_bytes: int) -> float:
     return total_nats / (math.log(2) * total_bytes)
 
 
+class Throughput:
+    """Tokens per second from one log row to the next, time spent evaluating left out."""
+
+    def __init__(self, step: int) -> None:
+        self.time, self.step, self.paused = time.perf_counter(), step, 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Leave `seconds` (an evaluation) out of the current row's span."""
+        self.paused += seconds
+
+    def row(self, step: int, tokens_per_step: int) -> float | None:
+        """The rate since the previous row (None when no time or no tokens passed); starts a row."""
+        now = time.perf_counter()
+        span, tokens = now - self.time - self.paused, (step - self.step) * tokens_per_step
+        self.time, self.step, self.paused = now, step, 0.0
+        return tokens / span if span > 0 and tokens else None
+
+
 class CSVLogger:
     """Append rows to a CSV file: header once (even across restarts), each row flushed to disk."""
 
@@ -86,3 +109,22 @@ class CSVLogger:
 def _fmt(v: object) -> object:
     # Floats with 6 significant digits keep logs readable; repr would print 17 digits of noise.
     return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process in MB (MiB) since it started or since reset_peak_rss().
+
+    With `children`, plus the peak of its largest finished (waited-for) child process: the kernel
+    keeps one high-water mark for all children, the largest one's. A live process tree is watched
+    from outside instead (`llm_tiny.bench.memory`).
+    """
+    who = [resource.RUSAGE_SELF] + ([resource.RUSAGE_CHILDREN] if children else [])
+    total = sum(resource.getrusage(w).ru_maxrss for w in who)
+    return total / 2**20 if sys.platform == "darwin" else total / 2**10  # bytes there, KiB here
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak window for peak_rss_mb() (Linux; elsewhere the peak since start stays)."""
+    # 5 in clear_refs resets the kernel's RSS high-water mark, which getrusage reports
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")

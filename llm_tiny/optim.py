@@ -120,6 +120,12 @@ class Muon(torch.optim.Optimizer):
                 p.addcdiv_(m, denom, value=-lr / (1 - b1**k))
 
 
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Give every parameter group the learning rate `lr` (the schedule's value for this step)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
 def lr_at(
     step: int,
     lr: float,

@@ -11,8 +11,11 @@ import csv
 import os
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
 from llm_tiny.files import atomic_write_text
-from llm_tiny.metrics import CSVLogger
+from llm_tiny.metrics import CSVLogger, Throughput
 
 LOG_FIELDS = (
     "step",
@@ -59,3 +62,54 @@ def truncate_log(path: str | os.PathLike[str], step: int) -> None:
     rows = [r for r in read_log(path) if r["step"].isdigit() and int(r["step"]) <= step]
     lines = [",".join(LOG_FIELDS)] + [",".join(r[k] for k in LOG_FIELDS) for r in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+class Rows:
+    """What goes into log.csv's rows while a run trains: the training losses since the last row
+    (kept as device tensors until a row needs them, then averaged over the DDP ranks), tokens per
+    second between rows, and rank 0's writer (None on the other ranks)."""
+
+    def __init__(
+        self,
+        out: CSVLogger | None,
+        step: int,
+        pending: list[float],
+        tokens_per_step: int,
+        device: torch.device,
+        world_size: int,
+    ) -> None:
+        self.out, self.tokens_per_step = out, tokens_per_step
+        self.pending: list[torch.Tensor | float] = list(pending)
+        self.throughput = Throughput(step)
+        self.device, self.world_size = device, world_size
+
+    def add(self, loss: torch.Tensor) -> None:
+        """One step's training loss (a device tensor: no sync here)."""
+        self.pending.append(loss)
+
+    def losses(self, keep: bool = False) -> list[float]:
+        """The training losses since the last row (averaged over ranks), which the next row then
+        no longer counts unless keep=True (a stop between rows: its checkpoint keeps them, so the
+        resumed run's next row averages the same steps as an unbroken run)."""
+        if not self.pending:
+            return []
+        local = torch.stack([torch.as_tensor(v, device=self.device) for v in self.pending])
+        vals = local.double()
+        if self.world_size > 1:
+            dist.all_reduce(vals)
+            vals /= self.world_size
+        self.pending = local.tolist() if keep else []
+        return vals.tolist()
+
+    def write(
+        self, step: int, lr: float | None, metrics: dict[str, float], elapsed: float
+    ) -> float | None:
+        """Write the row of `step` (metrics: train_loss and val_* as there are; elapsed: seconds
+        of training); returns, and puts into metrics, the tokens per second since the last row."""
+        tps = self.throughput.row(step, self.tokens_per_step)
+        if tps:
+            metrics["tokens_per_s"] = tps
+        if self.out is not None:
+            cells = {**metrics, "step": step, "lr": lr, "tokens_per_s": tps, "elapsed_s": elapsed}
+            self.out.log({k: cells.get(k) for k in LOG_FIELDS})
+        return tps

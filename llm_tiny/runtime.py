@@ -10,14 +10,17 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from llm_tiny.errors import UserError, one_line
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -119,6 +122,19 @@ class StopSignal:
             raise KeyboardInterrupt
         self.signum = signum
 
+    def vote(self, late: bool, is_row: bool, device: torch.device) -> tuple[bool, bool]:
+        """(stop now, out of time): this process's view, or in DDP the ranks' common one, which
+        they agree on at log rows only (one small all_reduce there, none on other steps)."""
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            return self.signum is not None, late
+        if not is_row:
+            return False, False
+        flags = agree([float(self.signum is not None), float(late)], device, "max")
+        agreed_stop, agreed_late = (bool(v > 0) for v in flags)
+        if agreed_stop and self.signum is None:  # another rank was signalled
+            self.signum = signal.SIGTERM
+        return agreed_stop, agreed_late
+
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopSignal]:
         """Install the handlers for the duration of the block (main thread only; else a no-op)."""
@@ -141,3 +157,26 @@ def agree(values: list[float], device: torch.device, op: str = "max") -> list[fl
     t = torch.tensor(values, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.MIN)
     return t.tolist()
+
+
+def rank_zero_first(make: Callable[[], T], d: Dist) -> T:
+    """make() on rank 0, then on the other ranks (which then find rank 0's caches on disk)."""
+    if d.master:
+        out = make()
+    if d.world_size > 1:
+        dist.barrier()
+    if not d.master:
+        out = make()
+    return out
+
+
+def wrap_model(model: torch.nn.Module, compile: bool, d: Dist) -> torch.nn.Module:
+    """What a training loop calls: the model, compiled if asked, in DDP when there are several
+    processes (gradients all-reduced on each step's last micro-batch)."""
+    fwd = model
+    if compile:
+        fwd = torch.compile(model)  # type: ignore[assignment]
+    if d.world_size > 1:
+        device = next(model.parameters()).device
+        fwd = DDP(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+    return fwd

@@ -1,4 +1,4 @@
-"""Which config keys a mistyped one most likely meant: `train.learning_rate` -> `train.lr`.
+"""What a mistyped key or config path most likely meant: `train.learning_rate` -> `train.lr`.
 
 A key is compared by the words of its name (split at `_`), after mapping the words other trainers use
 (nanoGPT's `learning_rate`, `max_iters`, `eval_iters`, ...) to ours, so a key that shares a meaning-bearing
@@ -8,6 +8,11 @@ word with ours is found even when the spelling is far off; close spellings are f
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from llm_tiny.errors import first_sentence
 
 # names other trainers use (nanoGPT, Hugging Face), whole or as words, mapped to ours
 ALIASES = {
@@ -70,3 +75,30 @@ def closest_keys(key: str, keys: list[str], n: int = 3) -> list[str]:
     scored.sort(key=lambda s: -s[0])
     # a clear winner stands alone; near-ties are all shown
     return [k for score, k in scored[:n] if score >= scored[0][0] - 0.5]
+
+
+def missing_config_hint(p: Path, sections: Sequence[str]) -> str:
+    """What a config path that does not exist was likely meant to be."""
+    if re.fullmatch(r"[a-z]+\.[a-z_0-9]+", str(p)) and str(p).split(".")[0] in sections:
+        return f": {p} is a config key; write {p}=VALUE (key=value, no spaces)"
+    for suffix in (".yaml", ".yml"):
+        if p.with_suffix(suffix).is_file():
+            return f" (did you mean {p.with_suffix(suffix)}?)"
+    return ""
+
+
+def not_a_config(p: Path) -> str:
+    """The answer to a file given as the config that is not YAML: say how to train on its text."""
+    return (
+        f"{p} is not a YAML config (sections model, data, train); to train on its text: "
+        f"python -m llm_tiny.train configs/tiny.yaml data.path={p}"
+    )
+
+
+def config_file_error(p: Path, e: Exception, sections: Sequence[str]) -> str:
+    """The one line for a config file that could not be read: missing, not YAML, or bad YAML."""
+    if isinstance(e, FileNotFoundError):
+        return f"config file {p} not found{missing_config_hint(p, sections)}"
+    if p.suffix not in (".yaml", ".yml"):
+        return not_a_config(p)
+    return f"cannot read config file {p}: {first_sentence(e, 300)}"

@@ -29,15 +29,15 @@ from llm_tiny.errors import UserError
 from llm_tiny.files import atomic_write_text, fsync_dir
 from tok.bpe import Tokenizer
 from tok.parallel import Workers
-from tok.stream import encode_stream
+from tok.stream import encode_stream, typecode
 
 CACHE_VERSION = "2"
 SAVE_EVERY_S = 5.0  # how often a build in progress records what is safely on disk
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits in it, else uint32."""
-    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+    """uint16 when every id fits in it, else uint32: the ids as tok.stream writes them."""
+    return np.dtype(typecode(vocab_size))
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def open_cache(folder: str | os.PathLike[str], key: str, tok: Tokenizer) -> TokenFile | None:
-    """The finished cache `key` if it is complete and matches `tok` (else None: rebuild it)."""
+def open_cache(
+    folder: str | os.PathLike[str], key: str, tok: Tokenizer, fingerprint: str | None = None
+) -> TokenFile | None:
+    """The finished cache `key` if it is complete and matches `tok` (else None: rebuild it);
+    fingerprint: tok's, if the caller has it already."""
     path, meta_path = Path(folder) / f"{key}.bin", Path(folder) / f"{key}.json"
     if not (path.is_file() and meta_path.is_file()):
         return None
-    meta, dtype, fp = _read_json(meta_path), token_dtype(tok.vocab_size), tok.fingerprint()
+    meta, dtype = _read_json(meta_path), token_dtype(tok.vocab_size)
+    fp = fingerprint or tok.fingerprint()
     other = meta.get("tokenizer")
     if isinstance(other, str) and other != fp:
         # the name is keyed by the tokenizer, so another one means a copied or renamed cache
@@ -106,14 +110,16 @@ def build_cache(
     sep: int | None = None,
     log: Callable[[str], None] = print,
     cut: str = "",
+    fingerprint: str | None = None,
 ) -> TokenFile:
     """Encode the (starts a document, text) pieces into cache `key`, resuming a build that was
     stopped; `sep` goes before each document. The same pieces must come on every call: `cut`
-    says how they were cut from the text, and a build stopped with another cut starts over."""
+    says how they were cut from the text, and a build stopped with another cut starts over.
+    fingerprint: tok's, if the caller has it already."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path, part, progress = (folder / f"{key}{ext}" for ext in (".bin", ".bin.part", ".part.json"))
-    dtype, fp = token_dtype(tok.vocab_size), tok.fingerprint()
+    dtype, fp = token_dtype(tok.vocab_size), fingerprint or tok.fingerprint()
     width = dtype.itemsize
     state = {"version": CACHE_VERSION, "tokenizer": fp, "dtype": dtype.name, "sep": sep, "cut": cut}
     done = _read_json(progress)

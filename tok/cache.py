@@ -93,7 +93,8 @@ class ChunkCache:
         if len(cache) + len(todo) > CACHE_LIMIT:
             cache.clear()
         if todo:
-            merged = apply_merges(list(map(self.byte_ids, todo)), self.rank, self.pair_of)
+            to_ids = latin1 if self.byte_table is None else self.byte_ids
+            merged = apply_merges(list(map(to_ids, todo)), self.rank, self.pair_of)
             cache.update(zip(todo, merged, strict=True))
 
     def ids(self, text: str) -> str:

@@ -11,6 +11,7 @@ encoding on any text. The files are read by `tok.gpt2_files`; `Tokenizer.load` a
 
 from __future__ import annotations
 
+from tok.errors import TokenizerError
 from tok.gpt2_files import Paths, byte_chars, is_gpt2_folder, read_gpt2
 from tok.tokenizer import Tokenizer
 
@@ -23,4 +24,8 @@ def load_gpt2(folder_or_files: Paths) -> Tokenizer:
 
     Any problem is a one-line TokenizerError naming the file: a missing file, corrupt JSON,
     a vocab.json and merges.txt that disagree."""
-    return Tokenizer(*read_gpt2(folder_or_files))
+    data = read_gpt2(folder_or_files)
+    try:
+        return Tokenizer(*data)
+    except TokenizerError as err:  # e.g. a special token inside the merge ids
+        raise TokenizerError(f"{folder_or_files}: {err}") from None

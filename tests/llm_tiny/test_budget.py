@@ -7,8 +7,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_tiny.budget import PLAN_MARGIN, PLAN_SKIP, Budget
+from llm_tiny.config import TrainCfg
 
 CPU = torch.device("cpu")
+
+
+def budget(
+    seconds: float | None,
+    max_steps: int,
+    eval_interval: int,
+    log_interval: int,
+    plan: int | None = None,
+) -> Budget:
+    t = TrainCfg(
+        time_budget_s=seconds,
+        max_steps=max_steps,
+        eval_interval=eval_interval,
+        log_interval=log_interval,
+    )
+    return Budget(t, CPU, plan, 0)
 
 
 def run_steps(b: Budget, seconds_per_step: float, steps: int, eval_s: float = 0.0) -> list[str]:
@@ -21,12 +38,12 @@ def run_steps(b: Budget, seconds_per_step: float, steps: int, eval_s: float = 0.
 
 
 def test_no_budget_never_plans() -> None:
-    b = Budget(None, 1000, 10, 1, CPU)
+    b = budget(None, 1000, 10, 1)
     assert run_steps(b, 1.0, 50) == [] and b.plan is None and not b.late(1e9)
 
 
 def test_one_second_steps_in_a_100_second_budget() -> None:
-    b = Budget(100.0, 1000, 10, 1, CPU)
+    b = budget(100.0, 1000, 10, 1)
     notes = run_steps(b, 1.0, 50)
     # timing starts after PLAN_SKIP steps and runs 5 s (5% of the budget); at step 7, 90 s are left
     assert b.start == (float(PLAN_SKIP), PLAN_SKIP)
@@ -38,9 +55,9 @@ def test_one_second_steps_in_a_100_second_budget() -> None:
 
 
 def test_a_resumed_plan_is_kept_and_max_steps_caps_it() -> None:
-    kept = Budget(100.0, 1000, 10, 1, CPU, plan=40)
+    kept = budget(100.0, 1000, 10, 1, plan=40)
     assert run_steps(kept, 1.0, 30) == [] and kept.plan == 40
-    capped = Budget(100.0, 20, 10, 1, CPU)
+    capped = budget(100.0, 20, 10, 1)
     run_steps(capped, 1.0, 20)
     assert capped.plan == 20
 
@@ -54,14 +71,14 @@ def test_a_resumed_plan_is_kept_and_max_steps_caps_it() -> None:
 def test_the_plan_is_the_most_steps_that_fit(
     per_step: float, eval_s: float, log_interval: int
 ) -> None:
-    budget, interval = 200.0, 10
-    b = Budget(budget, 10**6, interval, log_interval, CPU)
+    seconds, interval = 200.0, 10
+    b = budget(seconds, 10**6, interval, log_interval)
     for step in range(1, 2000):
         if b.observe(step, 0, step * per_step, eval_s) is not None:
             break
     assert b.plan is not None
     now, cost = step * per_step, per_step + eval_s / interval  # a step and its share of evals
-    left = PLAN_MARGIN * budget - now - eval_s  # the final evaluation comes out first
+    left = PLAN_MARGIN * seconds - now - eval_s  # the final evaluation comes out first
     assert b.plan >= step
     assert (b.plan - step) * cost <= max(0.0, left) + 1e-9  # what is planned fits
     assert (b.plan - step + 1) * cost > left - 1e-9  # one more step would not

@@ -6,6 +6,7 @@ import errno
 import os
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -29,17 +30,28 @@ def make_state(tok: Tokenizer, step: int = 7) -> dict[str, Any]:
     opt = build_optimizer(model, 1e-3, 0.1, (0.9, 0.95), "cpu")
     model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))[1].backward()
     opt.step()
-    loop = {
-        "step": step,
-        "best": 3.25,
-        "total_steps": 100,
-        "budget_plan": None,
-        "elapsed_s": 1.5,
-        "pending": [2.5],
-    }
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    gen = torch.Generator()
-    return ck.pack(model, Config().to_dict(), opt, scaler, gen, tok, tok.fingerprint(), loop)
+    return ck.pack(fake_run(model, opt, tok, step, 3.25, pending=[2.5]))
+
+
+def fake_run(
+    model: TinyGPT, opt: torch.optim.Optimizer, tok: Tokenizer, step: int, best: float, **more: Any
+) -> Any:
+    """The trainer's objects a checkpoint is packed from (checkpoint.Run), for a tiny model."""
+    return SimpleNamespace(
+        model=model,
+        cfg=Config(),
+        opt=opt,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        gen=torch.Generator(),
+        corpus=SimpleNamespace(tokenizer=tok),
+        fingerprint=tok.fingerprint(),
+        step=step,
+        best=best,
+        total=100,
+        budget=SimpleNamespace(plan=more.get("plan")),
+        rows=SimpleNamespace(pending=more.get("pending", [])),
+        elapsed=lambda: 1.5,
+    )
 
 
 def test_restore_puts_back_what_pack_saved(tok: Tokenizer) -> None:
@@ -63,9 +75,7 @@ def test_restore_puts_back_what_pack_saved(tok: Tokenizer) -> None:
     assert torch.equal(gen.get_state(), state["rng"]["data"])
     assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
     # no best loss yet travels as None and comes back as inf
-    fresh = ck.pack(
-        model, {}, opt, scaler, gen, tok, "fp", {**place, "best": float("inf"), "total_steps": 1}
-    )
+    fresh = ck.pack(fake_run(model, opt, tok, 0, float("inf")))
     assert fresh["best_val_loss"] is None
     assert ck.restore(fresh, "p", model, opt, scaler, gen)["best"] == float("inf")
 

@@ -14,6 +14,7 @@ from llm_tiny.config import (
     ModelCfg,
     dump_config,
     load_config,
+    read_config,
     save_config,
     valid_keys,
 )
@@ -190,3 +191,11 @@ def test_float_overrides_round_trip(x: float) -> None:
 
 def test_defaults_are_valid() -> None:
     assert Config.from_dict({}) == Config()
+
+
+def test_read_config_names_the_keys_the_file_and_overrides_set(tmp_path: Path) -> None:
+    path = write(tmp_path, "model:\n  n_layer: 2\ntrain:\n  lr: 3e-4\ndata: {}\n")
+    cfg, keys = read_config(path, ["train.max_steps=7", " model.rope =true"])
+    assert keys == {"model.n_layer", "train.lr", "train.max_steps", "model.rope"}
+    assert cfg == load_config(path, ["train.max_steps=7", " model.rope =true"])
+    assert read_config(None, [])[1] == frozenset()  # defaults are not "set"

@@ -284,3 +284,24 @@ def test_batches_do_not_keep_the_file_mapped(tmp_path: Path) -> None:
     maps = Path(f"/proc/{os.getpid()}/maps")
     if maps.exists():  # Linux: the memmap is gone once the batch is made
         assert str(tf.path) not in maps.read_text()
+
+
+def test_a_given_tokenizer_is_fingerprinted_once_for_both_splits(
+    tmp_path: Path, corpus: Path, session_tokenizer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tok = Tokenizer.load(session_tokenizer)
+    calls: list[int] = []
+    real = Tokenizer.fingerprint
+
+    def counted(self: Tokenizer) -> str:
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(Tokenizer, "fingerprint", counted)
+    dcfg = DataCfg(path=str(corpus), cache_dir=str(tmp_path), workers=1)
+    c = prepare(dcfg, tokenizer=tok, log=lambda _: None)
+    assert len(calls) == 1  # one fingerprint keys, checks and records both caches
+    known = real(tok)
+    again = prepare(dcfg, tokenizer=tok, log=lambda _: None, fingerprint=known)
+    assert len(calls) == 1  # a checkpoint's recorded fingerprint is not computed again
+    assert c.fingerprint == again.fingerprint == known and again.train == c.train

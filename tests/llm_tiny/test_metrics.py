@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,7 +13,14 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_tiny.metrics import CSVLogger, MovingAverage, bits_per_byte, perplexity
+from llm_tiny.metrics import (
+    CSVLogger,
+    MovingAverage,
+    bits_per_byte,
+    peak_rss_mb,
+    perplexity,
+    reset_peak_rss,
+)
 
 
 def test_perplexity_is_exp_of_torch_cross_entropy() -> None:
@@ -87,3 +96,15 @@ def test_csv_logger_refuses_other_columns_and_unknown_keys(tmp_path) -> None:
         CSVLogger(path, ["a", "c"])
     with pytest.raises(ValueError, match="unknown"):
         CSVLogger(path, ["a", "b"]).log({"z": 1})
+
+
+def test_peak_rss_counts_this_process_and_with_children_its_largest_finished_child() -> None:
+    reset_peak_rss()
+    before, with_kids = peak_rss_mb(), peak_rss_mb(children=True)
+    assert 10 < before <= with_kids
+    big = b"\x01" * (64 * 2**20)  # 64 MiB, every page written
+    assert peak_rss_mb() >= before + 48
+    del big
+    grow = "b = b'\\x01' * (200 * 2**20)"  # a child that holds 200 MiB, then exits
+    subprocess.run([sys.executable, "-c", grow], check=True)
+    assert peak_rss_mb(children=True) >= peak_rss_mb() + 150

@@ -4,6 +4,7 @@ are never trusted when damaged, and the `python -m llm_tiny.prepare` command."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,10 +22,11 @@ import llm_tiny.data
 import llm_tiny.tokens
 import tok.parallel
 from llm_tiny.checkpoint import load_checkpoint, tokenizer_of
-from llm_tiny.config import DataCfg
+from llm_tiny.config import DataCfg, load_config
 from llm_tiny.corpus import documents, scan
 from llm_tiny.data import EOT, Corpus, prepare
 from llm_tiny.errors import UserError
+from llm_tiny.prepare import Split, Summary, run
 from llm_tiny.prepare import main as prepare_main
 from llm_tiny.tokens import build_cache, open_cache
 from llm_tiny.train import main as train_main
@@ -276,7 +278,7 @@ def test_a_part_without_progress_is_never_used(
 KILL_DRIVER = """
 import os, signal, sys
 import llm_tiny.data, llm_tiny.tokens, tok.parallel
-from llm_tiny.config import DataCfg
+from llm_tiny.config import DataCfg, load_config
 llm_tiny.tokens.SAVE_EVERY_S = 0
 llm_tiny.data.PIECE_CHARS = 200
 tok.parallel.TASK_CHARS = 500
@@ -451,14 +453,20 @@ def yaml_file(tmp_path: Path) -> Path:
     return p
 
 
+@pytest.fixture
+def command(tmp_path: Path, folder: tuple[Path, list[str]], yaml_file: Path) -> list[str]:
+    """prepare's arguments for the folder corpus, caches in tmp_path / "c"."""
+    return [str(yaml_file), f"data.path={folder[0]}", f"data.cache_dir={tmp_path / 'c'}"]
+
+
 def test_prepare_command_prints_a_summary(
     tmp_path: Path,
     folder: tuple[Path, list[str]],
-    yaml_file: Path,
+    command: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     path, docs = folder
-    argv = [str(yaml_file), f"data.path={path}", f"data.cache_dir={tmp_path / 'c'}"]
+    argv = command
     assert prepare_main([*argv, "data.workers=2", "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
     c = prepare(dcfg(path, tmp_path / "c"), log=quiet)  # all cached now
@@ -470,6 +478,39 @@ def test_prepare_command_prints_a_summary(
         assert f" {tf.n:,} tokens ({n_bytes / tf.n:.2f} bytes/token)" in line
     assert sizes["train"][0] + sizes["val"][0] == len(docs)
     assert out[-1].startswith("tokenizer ") and "peak memory" in out[-1]
+
+
+def test_prepare_json_is_the_summary_as_data_and_the_text_is_made_from_it(
+    folder: tuple[Path, list[str]], command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert prepare_main([*command, "--quiet", "--json"]) == 0
+    out, err = capsys.readouterr()
+    got = json.loads(out)  # stdout is the JSON alone; notes ("saved tokenizer ...") on stderr
+    assert "saved tokenizer" in err
+    cost = ("tokenizer_s", "encode_s", "peak_memory_mb")
+    assert all(got[k] >= 0 for k in cost) and got["peak_memory_mb"] > 10
+    again = dataclasses.asdict(run(load_config(command[0], command[1:]), log=quiet))  # cached now
+    assert {k: v for k, v in got.items() if k not in cost} == {
+        k: v for k, v in again.items() if k not in cost
+    }
+    assert got["train"]["documents"] + got["val"]["documents"] == len(folder[1])
+    summary = Summary(**{**got, "train": Split(**got["train"]), "val": Split(**got["val"])})
+    assert prepare_main([*command, "--quiet"]) == 0  # the human text: the same figures
+    text = capsys.readouterr().out.splitlines()[-4:]
+    assert text[:3] == summary.text().splitlines()[:3]  # the cost line: this run's own timings
+
+
+def test_run_returns_the_summary(tmp_path: Path, folder: tuple[Path, list[str]]) -> None:
+    path, _ = folder
+    cfg = load_config(None, [f"data.path={path}", f"data.cache_dir={tmp_path / 'c'}"])
+    s = run(cfg, log=quiet)
+    c = prepare(cfg.data, log=quiet)
+    assert (s.train.tokens, s.val.tokens, s.vocab_size) == (
+        c.train.n,
+        c.val.n,
+        c.tokenizer.vocab_size,
+    )
+    assert s.text().splitlines()[1].startswith(f"train: {s.train.documents:,} document(s), ")
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llm_tiny import corpus as corpus_mod
 from llm_tiny.corpus import Scan, documents, find_sources, scan
 from llm_tiny.errors import UserError
 
@@ -328,3 +329,15 @@ def test_a_corrupt_gzip_file_is_a_clear_error(tmp_path: Path, case: str) -> None
     assert "b.txt.gz is not a valid gzip file" in one_line_error(e)
     sc, notes = quiet_scan(tmp_path / "c", on_bad_file="skip")
     assert texts(sc, "all") == ["fine"] and sc.skipped == ["b.txt.gz"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(min_size=0, max_size=60), frac=st.floats(0.0, 1.0))
+def test_an_in_memory_document_splits_where_a_file_would(text: str, frac: float) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    cut = min(len(data), round(len(data) * (1.0 - frac)))  # the bytes rule, then a char boundary
+    while cut < len(data) and data[cut] & 0xC0 == 0x80:
+        cut += 1
+    train, val = (corpus_mod._text_part(text, frac, s) for s in ("train", "val"))
+    assert train.encode("utf-8", "surrogatepass") == data[:cut]
+    assert train + val == text

@@ -23,11 +23,12 @@ import pytest
 import torch
 from checks import assert_same_state, rows
 
-from llm_tiny import files
+from llm_tiny import files, rundir
 from llm_tiny import train as train_mod
 from llm_tiny.checkpoint import load_checkpoint
 from llm_tiny.train import Hooks, Trainer
 from llm_tiny.train import main as train_main
+from model.gpt import TinyGPT
 
 ROOT = Path(__file__).resolve().parents[2]
 Args = Callable[..., list[str]]
@@ -372,7 +373,7 @@ def test_other_write_errors_are_one_line_not_a_traceback(
     if target == "log.csv":
         monkeypatch.setattr(Path, "open", failing_open)
     else:
-        monkeypatch.setattr(train_mod, "save_config", lambda cfg, p: failing_write(p, ""))
+        monkeypatch.setattr(rundir, "save_config", lambda cfg, p: failing_write(p, ""))
     assert train_main(tiny_args()) == 1
     err = one_error_line(capsys.readouterr().err)
     assert target in err and ("No space left" in err or "Permission denied" in err)
@@ -417,7 +418,7 @@ def test_non_finite_loss_at_step_k_names_k(
     k: int,
 ) -> None:
     """The loss itself (not the weights) turns inf at step k, with gradient accumulation."""
-    real_forward = train_mod.TinyGPT.forward
+    real_forward = TinyGPT.forward
     calls = {"n": 0}
 
     def forward(self, idx, targets=None):  # type: ignore[no-untyped-def]
@@ -428,7 +429,7 @@ def test_non_finite_loss_at_step_k_names_k(
                 loss = loss * float("inf")
         return logits, loss
 
-    monkeypatch.setattr(train_mod.TinyGPT, "forward", forward)
+    monkeypatch.setattr(TinyGPT, "forward", forward)
     assert train_main(tiny_args("train.grad_accum=2")) == 1
     err = one_error_line(capsys.readouterr().err)
     assert f"non-finite training loss (inf) at step {k}" in err

@@ -13,7 +13,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the metadata checked i
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("llm_tiny", "tok", "model")
 # import name -> distribution name, where they differ
-DISTRIBUTION = {"yaml": "pyyaml"}
+DISTRIBUTION = {"yaml": "pyyaml", "tiktoken_ext": "tiktoken"}
 # imported only by the measurement tools, and only when installed (they say how to get them)
 OPTIONAL = {"tokenizers", "tiktoken"}
 

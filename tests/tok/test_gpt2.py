@@ -141,7 +141,7 @@ def hf_tokenizer_json(folder: Path) -> Path:
 
 def test_hf_tokenizer_json_gives_the_same_tokenizer(gpt2: Tokenizer, tmp_path: Path) -> None:
     path = hf_tokenizer_json(tmp_path)
-    assert Tokenizer.load(path) == gpt2  # the file
+    assert Tokenizer.load(path) == gpt2 == load_gpt2(path)  # the file
     assert load_gpt2(tmp_path) == gpt2  # a folder with only tokenizer.json
     shutil.copy(GPT2 / "vocab.json", tmp_path)
     shutil.copy(GPT2 / "merges.txt", tmp_path)

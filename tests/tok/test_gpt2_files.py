@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tok import Tokenizer, TokenizerError
 from tok.cli import main as bpe_main
@@ -17,6 +19,18 @@ from tok.gpt2 import load_gpt2
 
 ROOT = Path(__file__).resolve().parents[2]
 GPT2 = ROOT / "tests" / "data" / "gpt2"
+# the keys a tokenizer.json holds, for hostile variations of one
+KEYS = ["model", "type", "vocab", "merges", "added_tokens", "pre_tokenizer", "pretokenizers"]
+KEYS += [
+    "special",
+    "content",
+    "id",
+    "use_regex",
+    "add_prefix_space",
+    "pattern",
+    "Regex",
+    "behavior",
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +101,8 @@ def bad_cases(vocab: dict, merges: list[str]) -> list[tuple[dict | str, list[str
         ('["a"]', merges, "must be a JSON object of token -> integer id"),
         ({**vocab, "x": "1"}, merges, "must be a JSON object of token -> integer id"),
         (vocab, [*merges[:2], "Ġt", *merges[3:]], "merges.txt: line 3 is not two tokens"),
+        ({**vocab, "Ā": 0}, merges, "disagree: two bytes have the same id"),
+        ({**vocab, "Ġzzzqqq": -1}, merges, "token 'Ġzzzqqq' has the id -1"),
     ]
 
 
@@ -103,11 +119,22 @@ def test_files_that_disagree_or_do_not_parse_are_one_named_line(
         assert code == 2 and out.startswith("error: ") and out.count("\n") == 1, out
 
 
+def test_a_file_that_is_not_utf8_or_a_wrong_list_of_paths(tmp_path: Path) -> None:
+    write(tmp_path, "{}", []).joinpath("vocab.json").write_bytes(b'{"\xff": 1}')
+    with pytest.raises(TokenizerError, match="vocab.json: not a UTF-8 text file"):
+        load_gpt2(tmp_path)
+    with pytest.raises(TokenizerError, match="give a folder, a tokenizer.json, or vocab.json"):
+        load_gpt2([GPT2 / "vocab.json"])
+
+
 def test_bad_tokenizer_json_is_one_named_line(tmp_path: Path) -> None:
     good = {
         "model": {"type": "BPE", "vocab": {}, "merges": []},
         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
     }
+    split = {"type": "Split", "pattern": {"Regex": " "}, "behavior": "Removed", "invert": False}
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}
+    removed = {"type": "Sequence", "pretokenizers": [split, byte_level]}
     cases = [
         ("{", "not valid JSON"),
         (json.dumps({"model": {"type": "WordPiece"}}), "not a BPE tokenizer.json"),
@@ -115,6 +142,10 @@ def test_bad_tokenizer_json_is_one_named_line(tmp_path: Path) -> None:
         (json.dumps({"model": {"type": "BPE", "vocab": [], "merges": []}}), "needs a vocab"),
         (json.dumps({**good, "model": {**good["model"], "merges": [1]}}), "merge 0 is not a pair"),
         (json.dumps(good), "byte 0x00 ('Ā') has no id below 256"),
+        (
+            json.dumps({**good, "pre_tokenizer": removed}),
+            "a pre_tokenizer this reader does not know",
+        ),
     ]
     for k, (text, message) in enumerate(cases):
         path = tmp_path / str(k) / "tokenizer.json"
@@ -134,3 +165,54 @@ def test_our_exported_tokenizer_json_reads_back(text: str, tmp_path: Path, patte
     (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json(ours)), encoding="utf-8")
     back = load_gpt2(tmp_path)
     assert back == ours and back.to_json() == ours.to_json()  # same bytes: byte ids are 0..255
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 300) | st.sampled_from(["", "a", "Ġ", "BPE"]),
+    lambda kids: st.lists(kids, max_size=3)
+    | st.dictionaries(st.sampled_from(KEYS), kids, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.dictionaries(st.sampled_from(KEYS), JSONISH, max_size=5))
+def test_any_tokenizer_json_is_read_or_refused_in_one_line(tmp_path: Path, data: dict) -> None:
+    read_or_refused(tmp_path, data)
+
+
+def read_or_refused(tmp_path: Path, data: dict) -> None:
+    """Tokenizer.load of this JSON either works or raises one TokenizerError line naming the file."""
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    try:
+        Tokenizer.load(path)
+    except TokenizerError as err:
+        assert str(err).startswith(str(path)) and "\n" not in str(err)
+
+
+NEAR_GPT2 = st.fixed_dictionaries(
+    {
+        "model": st.fixed_dictionaries(
+            {
+                "type": st.just("BPE"),
+                "vocab": st.dictionaries(st.sampled_from(["!", "Ā", "Ġ", "a", "<|x|>"]), JSONISH),
+                "merges": st.lists(st.one_of(JSONISH, st.sampled_from(["Ġ a", "a a", "a"]))),
+            }
+        ),
+        "pre_tokenizer": JSONISH | st.just({"type": "ByteLevel"}),
+        "added_tokens": JSONISH,
+    }
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=NEAR_GPT2)
+def test_a_near_gpt2_tokenizer_json_is_read_or_refused_in_one_line(
+    tmp_path: Path, data: dict
+) -> None:
+    read_or_refused(tmp_path, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,11 @@ import pytest
 import torch
 
 from llm_tiny.bench import model as bench
+from llm_tiny.bench import peak, report
 from llm_tiny.bench import tokenizer as tok_bench
+from llm_tiny.checkpoint import gpt_config
+from llm_tiny.config import load_config
+from model.gpt import TinyGPT
 
 QUICK = ["--repeats", "2", "--warmup", "1", "--batch-size", "4", "--gen-tokens", "4"]
 
@@ -42,19 +47,22 @@ def test_bench_table_has_every_column_and_a_same_run_ratio(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     real_report, corpora = tok_bench.report, []
+    fake_peak = 0.002  # TFLOP/s: the CPU probe's result, fixed, so the MFU formula can be checked
+    fake = {(amp, t): fake_peak for t in (1, 2) for amp in ("fp32", "bf16")}
+    monkeypatch.setattr(bench, "cpu_peaks", lambda threads: fake)
 
     def small_report(path: Path) -> str:  # the real tokenizer benchmark, scaled to a test corpus
         corpora.append(path)
         return real_report(path, repeats=1, vocabs=(260, 270, 280))
 
     monkeypatch.setattr(tok_bench, "report", small_report)
-    report = tmp_path / "BENCH.md"
-    argv = [*tiny_args(), *QUICK, "--compare", "model.attn=naive", "--out", str(report)]
+    out_file = tmp_path / "BENCH.md"
+    argv = [*tiny_args(), *QUICK, "--compare", "model.attn=naive", "--out", str(out_file)]
     assert bench.main([*argv, "--tokenizer", str(corpus)]) == 0
     out = capsys.readouterr().out
-    assert corpora == [corpus] and "| task | ours (pure Python) |" in out
+    assert corpora == [corpus] and "ours (pure Python)" in out
     header, rows = table(out)
-    assert header == list(bench.COLUMNS)
+    assert header == list(report.COLUMNS)
     assert [r[0] for r in rows] == ["base", "model.attn=naive"]
     col = {h: i for i, h in enumerate(header)}
     for r in rows:
@@ -62,7 +70,14 @@ def test_bench_table_has_every_column_and_a_same_run_ratio(
         for h in ("train tok/s", "infer tok/s", "gen tok/s (KV cache)", "gen tok/s (no cache)"):
             assert num(r[col[h]]) > 0
         assert num(r[col["peak mem MB"]]) > 10  # the process's peak RSS: torch alone is more
-        assert r[col["batch x T"]] == "4x16" and r[col["amp"]] == "fp32" and r[col["MFU"]] == "n/a"
+        assert r[col["batch x T"]] == "4x16" and r[col["amp"]] == "fp32"
+        # MFU: train tok/s x training FLOPs per token over the (fake) measured peak, in percent
+        cfg = load_config(*tiny_args()[:1], tiny_args()[1:])
+        flops = TinyGPT(gpt_config(cfg.model, cfg.data.vocab_size)).flops_per_token(16)
+        expected = 100 * num(r[col["train tok/s"]]) * flops / (fake_peak * 1e12)
+        assert r[col["MFU"]].endswith("%") and num(r[col["MFU"]]) == pytest.approx(
+            expected, rel=0.02, abs=0.06
+        )
         assert float(r[col["last loss"]]) > 0
     assert [r[col["attn"]] for r in rows] == ["sdpa", "naive"]
     base, naive = rows
@@ -76,20 +91,20 @@ def test_bench_table_has_every_column_and_a_same_run_ratio(
     kv = num(base[col["gen tok/s (KV cache)"]]) / num(base[col["gen tok/s (no cache)"]])
     assert num(base[col["KV speedup"]]) == pytest.approx(kv, rel=0.05)
 
-    text = report.read_text(encoding="utf-8")
+    text = out_file.read_text(encoding="utf-8")
     assert re.search(
         r"^### \d{4}-\d\d-\d\d · CPU .* · torch " + re.escape(torch.__version__), text, re.M
     )
     assert "python -m llm_tiny.bench " in text and "--compare model.attn=naive" in text
-    assert table(text)[0] == list(bench.COLUMNS)
+    assert table(text)[0] == list(report.COLUMNS)
 
 
 def test_out_appends_under_a_new_heading(tmp_path: Path) -> None:
-    report = tmp_path / "BENCH.md"
-    report.write_text("# Benchmarks\n\nkept as is\n", encoding="utf-8")
-    bench.append_report(report, "first", "python -m llm_tiny.bench a", "| x |\n| - |\n| 1 |")
-    bench.append_report(report, "second", "python -m llm_tiny.bench b", "| x |\n| - |\n| 2 |")
-    text = report.read_text(encoding="utf-8")
+    path = tmp_path / "BENCH.md"
+    path.write_text("# Benchmarks\n\nkept as is\n", encoding="utf-8")
+    report.append_report(path, "first", "python -m llm_tiny.bench a", "| x |\n| - |\n| 1 |")
+    report.append_report(path, "second", "python -m llm_tiny.bench b", "| x |\n| - |\n| 2 |")
+    text = path.read_text(encoding="utf-8")
     assert text.startswith("# Benchmarks\n\nkept as is\n")
     assert (
         text.index("### first")
@@ -121,7 +136,7 @@ def test_peak_memory_sees_a_new_allocation_after_a_reset() -> None:
 
 
 @pytest.mark.parametrize(
-    "name, peak",
+    "name, tflops",
     [
         ("NVIDIA H100 80GB HBM3", 989.4),
         ("NVIDIA H100 PCIe", 756.0),
@@ -132,15 +147,15 @@ def test_peak_memory_sees_a_new_allocation_after_a_reset() -> None:
     ],
 )
 def test_peak_rate_is_looked_up_by_device_name(
-    monkeypatch: pytest.MonkeyPatch, name: str, peak: float | None
+    monkeypatch: pytest.MonkeyPatch, name: str, tflops: float | None
 ) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    assert bench.peak_tflops(torch.device("cuda")) == (peak, name)
+    assert peak.peak_tflops(torch.device("cuda")) == (tflops, name)
 
 
 def test_mfu_is_model_flops_over_peak() -> None:
     # 1e5 tok/s x 1e6 FLOPs/token = 1e11 FLOP/s = 10% of a 1 TFLOP/s device
-    assert bench.mfu(1e5, 1_000_000, 1.0) == pytest.approx(0.1)
+    assert peak.mfu(1e5, 1_000_000, 1.0) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
@@ -177,3 +192,69 @@ def test_cuda_run_reports_mfu_and_no_nonfinite_loss(
     col = {h: i for i, h in enumerate(header)}
     assert [r[0] for r in rows] == ["base", *bench.CUDA_COMPARES]
     assert all("NOT FINITE" not in r[col["last loss"]] for r in rows)
+
+
+@pytest.mark.slow
+def test_cpu_mfu_is_a_number_against_the_measured_peak(
+    tiny_args: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main([*tiny_args(), *QUICK, "--repeats", "1"]) == 0  # the real probe
+    out = capsys.readouterr().out
+    header, rows = table(out)
+    mfu_cell = rows[0][header.index("MFU")]
+    assert mfu_cell.endswith("%") and num(mfu_cell) >= 0
+    note = next(ln for ln in out.splitlines() if ln.startswith("- MFU:"))
+    fp32, bf16 = (float(g.replace(",", "")) for g in re.findall(r"(?:fp32|bf16) ([\d,]+)", note))
+    assert "1 thread(s)" in note and fp32 > 0 and bf16 > 0
+
+
+def test_mfu_cell_divides_by_the_variant_peak_or_says_n_a() -> None:
+    r = report.Result(
+        "base",
+        "sdpa",
+        "fp32",
+        1,
+        10**6,
+        "4x16",
+        1e4,
+        1e5,
+        10.0,
+        5.0,
+        300.0,
+        5.0,
+        flops_per_token=6e6,
+        peak_tflops=0.1,
+    )
+    assert report.mfu_cell(r) == "60.0%"  # 1e4 tok/s x 6e6 FLOPs = 6e10 FLOP/s of 1e11
+    assert report.mfu_cell(dataclasses.replace(r, peak_tflops=None)) == "n/a"
+
+
+def test_matmul_probe_times_each_size_and_stops_at_a_slow_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shapes, real_mm = [], torch.mm
+    monkeypatch.setattr(torch, "mm", lambda a, b: shapes.append(a.shape[0]) or real_mm(a, b))
+    before = torch.get_num_threads()
+    tf = peak.matmul_tflops(torch.float32, 2, sizes=(64, 128), repeats=2)
+    assert tf > 0 and shapes == [64] * 3 + [128] * 3  # a warm-up call, then the timed repeats
+    assert torch.get_num_threads() == before  # the probe's threads are put back
+    shapes.clear()
+    peak.matmul_tflops(torch.bfloat16, 1, sizes=(64, 128), repeats=2, slow_s=0.0)
+    assert shapes == [64] * 3  # every call "slow": no larger size is tried
+
+
+def test_the_cpu_note_states_each_measured_peak() -> None:
+    measured = {("fp32", 1): 0.0605, ("bf16", 1): 0.41, ("fp32", 2): 0.118, ("bf16", 2): 0.8}
+    note = report.cpu_mfu_note(measured)
+    assert "1 thread(s): fp32 60, bf16 410; 2 thread(s): fp32 118, bf16 800" in note
+    assert "GFLOP/s" in note and "bf16 autocast" in note
+
+
+def test_a_cpu_variant_divides_by_the_peak_of_its_precision_and_threads() -> None:
+    cpu = torch.device("cpu")
+    measured = {("fp32", 1): 0.06, ("bf16", 1): 0.4, ("fp32", 2): 0.11, ("bf16", 2): 0.7}
+    peak_of, notes = report.device_notes(cpu, None, measured)
+    assert [peak_of("fp32", 2), peak_of("bf16", 1), peak_of("bf16", 2)] == [0.11, 0.4, 0.7]
+    assert notes[0].startswith("MFU: ") and notes[1].startswith("peak mem: ")
+    peak_of, notes = report.device_notes(cpu, 0.5, {})  # --peak-tflops: no probe needed
+    assert peak_of("bf16", 1) == 0.5 and "given 0.5 TFLOP/s" in notes[0]
