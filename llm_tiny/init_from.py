@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from llm_tiny import checkpoint as ckpt_io
 from llm_tiny.config import Config, DataCfg, ModelCfg, validate
@@ -119,3 +121,19 @@ def save_tokenizer_copy(cfg: Config, src: Mapping[str, Any]) -> None:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, src["tokenizer"])
+
+
+def load_start_weights(
+    model: torch.nn.Module,
+    init: Mapping[str, Any] | None,
+    src_path: Path,
+    log: Callable[[str], None],
+) -> None:
+    """Put the source checkpoint's weights into a new run's model (nothing when init is None)."""
+    if init is None:
+        return
+    ckpt_io.load_weights(model, init["model"], src_path)
+    log(
+        f"initialized from {src_path} (trained {init['step']} steps); optimizer, "
+        "schedule and step start fresh"
+    )

@@ -8,8 +8,11 @@ delete them); a resumed run keeps them, its log.csv cut at the checkpoint's step
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from llm_tiny import checkpoint as ckpt_io
 from llm_tiny import runlog
 from llm_tiny.config import Config, save_config
 from llm_tiny.errors import UserError
@@ -50,3 +53,17 @@ def make_ready(out: Path, cfg: Config, resumed_at: int | None) -> CSVLogger:
         runlog.truncate_log(out / "log.csv", resumed_at)
     save_config(cfg, out / "config.yaml")
     return runlog.writer(out / "log.csv")
+
+
+def resume_point(
+    resume: bool, overwrite: bool, last_path: Path, log: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """The run's own ckpt_last.pt, read, when train.resume asks for it and it exists; else None, for
+    a fresh start, which a folder holding checkpoints refuses unless train.overwrite allows it."""
+    if resume and last_path.is_file():
+        return ckpt_io.load_checkpoint(last_path)
+    if resume:
+        log(f"note: no {last_path} to resume from; starting fresh")
+    if not overwrite:
+        refuse_to_overwrite(last_path.parent)
+    return None

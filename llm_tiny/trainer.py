@@ -27,6 +27,7 @@ from llm_tiny.config import Config
 from llm_tiny.data import Corpus, prepare
 from llm_tiny.engine import bpb_metrics, bpb_sums, train_step
 from llm_tiny.errors import Diverged, RunError, UserError
+from llm_tiny.heartbeat import Heartbeat
 from llm_tiny.optim import lr_at, optimizer_for, set_lr
 from llm_tiny.runtime import Dist, StopSignal, pick_amp, pick_device, rank_zero_first, wrap_model
 from model.gpt import TinyGPT
@@ -49,20 +50,6 @@ class Hooks:
     counts the updates done; it may inspect or poison trainer.model, send a signal, or raise."""
 
     after_step: Callable[[Trainer, int], None] | None = None
-
-
-def resume_checkpoint(
-    resume: bool, overwrite: bool, last_path: Path, log: Callable[[str], None]
-) -> dict[str, Any] | None:
-    """The run's own ckpt_last.pt, read, when train.resume asks for it and it exists; else None, for
-    a fresh start, which a folder holding checkpoints refuses unless train.overwrite allows it."""
-    if resume and last_path.is_file():
-        return ckpt_io.load_checkpoint(last_path)
-    if resume:
-        log(f"note: no {last_path} to resume from; starting fresh")
-    if not overwrite:
-        rundir.refuse_to_overwrite(last_path.parent)
-    return None
 
 
 def prepare_corpus(
@@ -113,6 +100,7 @@ class Trainer(contextlib.AbstractContextManager):
         self.hooks, self._log, self.dist = hooks or Hooks(), log, Dist.from_env()
         self.bar: tqdm | None = None  # the progress bar, while the loop runs
         t, d = cfg.train, self.dist
+        self.beat = Heartbeat(log, d.master and t.progress and not sys.stderr.isatty())
         per_rank, rem = divmod(t.batch_size, d.world_size)
         if rem or per_rank % t.grad_accum:
             raise UserError(
@@ -130,7 +118,7 @@ class Trainer(contextlib.AbstractContextManager):
             self.amp_dtype = pick_amp(t.amp, self.device)
             if t.threads:
                 torch.set_num_threads(t.threads)
-            resume = resume_checkpoint(t.resume, t.overwrite, self.last_path, self.log)
+            resume = rundir.resume_point(t.resume, t.overwrite, self.last_path, self.log)
             self.cfg, init, src, src_path = init_from.sources(cfg, resume, self.out, set_keys)
             t_prep = time.perf_counter()
             self.corpus = prepare_corpus(self.cfg, src, src_path, d, self.log)
@@ -140,12 +128,7 @@ class Trainer(contextlib.AbstractContextManager):
             self.fingerprint = self.corpus.fingerprint  # the tokenizer's, for checkpoints
             t = self.cfg.train
             self.model = build_model(self.cfg, self.corpus.tokenizer.vocab_size, self.device)
-            if init is not None:
-                ckpt_io.load_weights(self.model, init["model"], src_path)
-                self.log(
-                    f"initialized from {src_path} (trained {init['step']} steps); optimizer, "
-                    "schedule and step start fresh"
-                )
+            init_from.load_start_weights(self.model, init, src_path, self.log)
             self.opt = optimizer_for(self.model, t, self.device.type)
             fp16 = self.amp_dtype == torch.float16
             self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -189,6 +172,7 @@ class Trainer(contextlib.AbstractContextManager):
                 self.bar.write(msg)
             else:
                 self._log(msg)
+            self.beat.said()
 
     # ---- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
@@ -249,6 +233,7 @@ class Trainer(contextlib.AbstractContextManager):
             self.step += 1
             self.rows.add(loss)
             bar.update(1)
+            self.beat.step(self.step, (t.log_interval, t.eval_interval), self.total)
             if self.hooks.after_step is not None:
                 self.hooks.after_step(self, self.step)
             now = self.elapsed()
@@ -305,6 +290,7 @@ class Trainer(contextlib.AbstractContextManager):
         d, bs = self.dist, self.cfg.model.block_size
         offsets = self.val_offsets[d.rank :: d.world_size]
         batches = window_batches(self.corpus.val, offsets, self.micro, bs)
+        batches = self.beat.each(batches, -(-len(offsets) // self.micro), f"eval, step {self.step}")
         sums = bpb_sums(self.model, batches, self.token_bytes, self.amp_dtype)
         if d.world_size > 1:
             dist.all_reduce(sums)
