@@ -117,6 +117,7 @@ class TrainCfg:
     # peak rate muon_lr (scheduled like lr), AdamW for embeddings, norms and biases
     optimizer: str = _f("adamw", choices=("adamw", "muon"))
     muon_lr: float = _f(0.02, lambda v: 0 < v < math.inf, "> 0")
+    # auto: bf16 on GPUs that have it (else fp16), bf16 on CPUs with native bf16, else fp32 (off)
     amp: str = _f("auto", choices=("auto", "bf16", "fp16", "off"))
     compile: bool = False
     resume: bool = False  # continue this run from out_dir/ckpt_last.pt: same step, optimizer, RNG

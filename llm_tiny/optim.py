@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from llm_tiny.config import TrainCfg
+from llm_tiny.runtime import newton_schulz_dtype
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -39,38 +40,46 @@ def build_optimizer(
     betas: tuple[float, float],
     device_type: str,
     muon_lr: float | None = None,
+    ns_dtype: torch.dtype = torch.float32,
 ) -> torch.optim.Optimizer:
     """AdamW over param_groups (the fused kernel on CUDA), or, given `muon_lr`, Muon for the decayed
-    matrices at peak rate `muon_lr` and AdamW for the rest."""
+    matrices at peak rate `muon_lr` (orthogonalized in `ns_dtype`) and AdamW for the rest."""
     groups = param_groups(model, weight_decay)
     if muon_lr is not None:
         groups[0]["muon"] = True  # the decayed matrices
-        return Muon(groups, lr=lr, betas=betas, muon_ratio=muon_lr / lr)
+        return Muon(groups, lr=lr, betas=betas, muon_ratio=muon_lr / lr, ns_dtype=ns_dtype)
     fused = device_type == "cuda"
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 
-def optimizer_for(model: nn.Module, t: TrainCfg, device_type: str) -> torch.optim.Optimizer:
-    """The optimizer a config's train section asks for (train.optimizer, lr, muon_lr, decay, betas)."""
+def optimizer_for(
+    model: nn.Module, t: TrainCfg, device: torch.device, amp: torch.dtype | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer a config's train section asks for (train.optimizer, lr, muon_lr, decay, betas),
+    for a run on `device` autocasting to `amp`."""
     muon_lr = t.muon_lr if t.optimizer == "muon" else None
-    return build_optimizer(model, t.lr, t.weight_decay, (t.beta1, t.beta2), device_type, muon_lr)
+    betas, ns = (t.beta1, t.beta2), newton_schulz_dtype(device, amp)
+    return build_optimizer(model, t.lr, t.weight_decay, betas, device.type, muon_lr, ns)
 
 
-def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+def orthogonalize(
+    g: torch.Tensor, steps: int = 5, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """About U V^T for g = U S V^T: every singular value moved into roughly [0.7, 1.2].
 
     A quintic Newton-Schulz iteration x <- a x + (b s + c s^2) x with s = x x^T, started from g over
     its Frobenius norm (so all singular values are <= 1). The coefficients (Keller Jordan's, for
-    Muon) trade exact convergence to 1 for a fast rise of small singular values in 5 steps.
+    Muon) trade exact convergence to 1 for a fast rise of small singular values in 5 steps. It
+    iterates in `dtype` (default g's) and returns g's dtype.
     """
     a, b, c = 3.4445, -4.7750, 2.0315
     wide = g.size(0) <= g.size(1)
-    x = g if wide else g.T  # iterate on the side where s = x x^T is the smaller square
+    x = (g if wide else g.T).to(dtype or g.dtype)  # the side where s = x x^T is the smaller square
     x = x / (x.norm() + 1e-7)
     for _ in range(steps):
         s = x @ x.T
         x = a * x + (b * s + c * s @ s) @ x
-    return x if wide else x.T
+    return (x if wide else x.T).to(g.dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -90,9 +99,11 @@ class Muon(torch.optim.Optimizer):
         muon_ratio: float,
         momentum: float = 0.95,
         eps: float = 1e-8,
+        ns_dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__(groups, {"lr": lr, "weight_decay": 0.0, "muon": False})
         self.betas, self.muon_ratio, self.momentum, self.eps = betas, muon_ratio, momentum, eps
+        self.ns_dtype = ns_dtype  # orthogonalize's precision (bf16 for CPU bf16 runs)
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
@@ -109,7 +120,10 @@ class Muon(torch.optim.Optimizer):
                     buf = st.setdefault("momentum", torch.zeros_like(p))
                     buf.lerp_(g, 1 - mu)
                     scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
-                    p.add_(orthogonalize(g.lerp(buf, mu)), alpha=-lr * self.muon_ratio * scale)
+                    p.add_(
+                        orthogonalize(g.lerp(buf, mu), dtype=self.ns_dtype),
+                        alpha=-lr * self.muon_ratio * scale,
+                    )
                     continue
                 m = st.setdefault("exp_avg", torch.zeros_like(p))
                 v = st.setdefault("exp_avg_sq", torch.zeros_like(p))

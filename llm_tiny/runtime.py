@@ -72,15 +72,51 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return dev
 
 
+CPU_BF16_ENV = "LLM_TINY_CPU_BF16"  # 1 or 0: say whether this CPU computes bf16 natively
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
+
+
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (AVX512-BF16 or AMX), by its Linux flags,
+    unless LLM_TINY_CPU_BF16=1/0 says so. Elsewhere (no /proc/cpuinfo) False: fp32 stays the safe
+    default where bf16 would be emulated, and slower."""
+    forced = os.environ.get(CPU_BF16_ENV)
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise UserError(f"{CPU_BF16_ENV} must be 0 or 1, got {forced!r}")
+        return forced == "1"
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return any(f in flags for f in CPU_BF16_FLAGS)
+
+
 def pick_amp(amp: str, dev: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None: full fp32) for train.amp on this device."""
+    """The autocast dtype (None: full fp32) for train.amp on this device.
+
+    `auto`: bf16 on a GPU that has it (else fp16), bf16 on a CPU with native bf16 (`cpu_has_bf16`),
+    fp32 on other CPUs and on MPS. Under CPU autocast, torch runs matmuls in bf16 and keeps softmax,
+    norms and losses in fp32; the model adds its CPU fast paths (`model.fastpaths`: attention in
+    fp32, dropout masks from cheap random bits) and Muon orthogonalizes in bf16
+    (`newton_schulz_dtype`). Weights, optimizer state and checkpoints stay fp32 in every case.
+    """
     if amp == "auto":
+        if dev.type == "cpu":
+            return torch.bfloat16 if cpu_has_bf16() else None
         if dev.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if amp == "fp16" and dev.type != "cuda":
         raise UserError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 or off")
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def newton_schulz_dtype(dev: torch.device, amp: torch.dtype | None) -> torch.dtype:
+    """Muon's orthogonalization precision: bf16 where a CPU run autocasts to bf16 (the same loss at
+    300 steps, BENCH.md), else fp32 (GPU runs as they were)."""
+    return torch.bfloat16 if dev.type == "cpu" and amp == torch.bfloat16 else torch.float32
 
 
 def autocast(dev: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

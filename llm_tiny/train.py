@@ -48,6 +48,7 @@ examples:
   python -m llm_tiny.train configs/tiny.yaml train.max_steps=300 train.lr=3e-3 model.rope=true
   python -m llm_tiny.train configs/finetune_tiny.yaml train.init_from=runs/pretrain_tinyshakespeare/ckpt_last.pt
   torchrun --nproc_per_node=N -m llm_tiny.train ...     (data parallel)
+  LLM_TINY_CPU_BF16=0 python -m llm_tiny.train configs/shakespeare_cpu.yaml   (fp32 on a bf16 CPU)
 
 resume versus init_from:
   train.resume=true     continue THIS run (train.out_dir) from its ckpt_last.pt: the same step,

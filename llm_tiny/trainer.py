@@ -129,7 +129,7 @@ class Trainer(contextlib.AbstractContextManager):
             t = self.cfg.train
             self.model = build_model(self.cfg, self.corpus.tokenizer.vocab_size, self.device)
             init_from.load_start_weights(self.model, init, src_path, self.log)
-            self.opt = optimizer_for(self.model, t, self.device.type)
+            self.opt = optimizer_for(self.model, t, self.device, self.amp_dtype)
             fp16 = self.amp_dtype == torch.float16
             self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
             self.gen = torch.Generator().manual_seed(t.seed)  # batch offsets

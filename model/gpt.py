@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from model.fastpaths import Dropout, sdpa
 from model.sampling import check_sampling, sample_logits
 
 ATTN_IMPLS = ("auto", "sdpa", "naive")
@@ -129,8 +130,8 @@ class CausalSelfAttention(nn.Module):
         self.qk_norm = cfg.qk_norm
         self.qkv = nn.Linear(C, 3 * C, bias=cfg.bias)
         self.proj = nn.Linear(C, C, bias=cfg.bias)
-        self.attn_drop = nn.Dropout(self.p)
-        self.resid_drop = nn.Dropout(cfg.dropout)
+        self.attn_drop = Dropout(self.p)
+        self.resid_drop = Dropout(cfg.dropout)
         # mask[i, j]: query at position i may see key j; non-persistent keeps state dicts clean
         self.register_buffer("mask", torch.ones(bs, bs, dtype=torch.bool).tril(), persistent=False)
 
@@ -150,10 +151,10 @@ class CausalSelfAttention(nn.Module):
         if self.impl == "sdpa":
             p = self.p if self.training else 0.0
             if S == T:  # full causal window
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+                y = sdpa(q, k, v, dropout_p=p, is_causal=True)
             else:  # new queries sit at the end: they see every cached key plus earlier new ones
                 m = None if T == 1 else self.mask[S - T : S, :S]
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p)
+                y = sdpa(q, k, v, attn_mask=m, dropout_p=p)
         else:
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, S)
             att = att.masked_fill(~self.mask[S - T : S, :S], float("-inf"))
@@ -171,7 +172,7 @@ class MLP(nn.Module):
         tanh = "tanh" if cfg.activation == "gelu_tanh" else "none"
         self.act: nn.Module = ReLU2() if cfg.activation == "relu2" else nn.GELU(approximate=tanh)
         self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.proj(self.act(self.fc(x))))
@@ -206,7 +207,7 @@ class TinyGPT(nn.Module):
         V, C, L = cfg.vocab_size, cfg.n_embd, cfg.n_layer
         self.tok_emb = nn.Embedding(V, C)
         self.pos_emb = None if cfg.rope else nn.Embedding(cfg.block_size, C)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(L))
         self.ln_f = nn.LayerNorm(C, bias=cfg.bias)
         self.lm_head = nn.Linear(C, V, bias=False)

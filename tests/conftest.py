@@ -66,6 +66,7 @@ train:
   threads: 1
   progress: false
   device: cpu
+  amp: "off"  # fp32 on any CPU; the bf16 tests ask for amp=auto with the detection forced
 """
 
 

@@ -97,7 +97,7 @@ def build(v: Variant, batch_size: int, prompt_len: int, seed: int) -> None:
     v.model = TinyGPT(gcfg).to(v.device)
     # as in training, only the training/eval forward is compiled; the warm-up pays the compile
     v.fwd = torch.compile(v.model) if t.compile else v.model  # type: ignore[assignment]
-    v.opt = optimizer_for(v.model, t, v.device.type)
+    v.opt = optimizer_for(v.model, t, v.device, v.amp)
     v.scaler = torch.amp.GradScaler(v.device.type, enabled=v.amp == torch.float16)
     g = torch.Generator().manual_seed(seed)
     T = gcfg.block_size

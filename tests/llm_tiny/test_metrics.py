@@ -18,9 +18,7 @@ from llm_tiny.metrics import (
     CSVLogger,
     MovingAverage,
     bits_per_byte,
-    peak_rss_mb,
     perplexity,
-    reset_peak_rss,
 )
 
 
@@ -130,7 +128,9 @@ def test_peak_rss_counts_this_process_and_with_children_its_largest_finished_chi
     ).stdout.split()
     before, with_kids, grown, kids = map(float, out[:4])
     assert 10 < before <= with_kids
-    assert grown >= before + 256
-    assert kids >= 150  # the 200 MiB child, beyond this process's own peak
-    if out[4] == "True":  # Linux lets a process reset its high-water mark: the 512 MiB is forgotten
-        assert float(out[5]) < grown - 256
+    # >= rather than a rise over `before`: Linux hands a child its parent's high-water mark at fork
+    assert grown >= 512  # the 512 MiB, all resident at once
+    assert kids >= 200  # the largest finished child's peak: the 200 MiB one (or an inherited higher)
+    # Linux lets a process reset its mark (to now, or to what it inherited if that is higher)
+    if out[4] == "True" and before < grown - 256:
+        assert float(out[5]) < grown - 256  # the 512 MiB is forgotten

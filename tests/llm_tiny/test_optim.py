@@ -106,6 +106,34 @@ def test_orthogonalize_gives_about_u_vt(shape: tuple[int, int]) -> None:
     assert torch.allclose(orthogonalize(1e3 * g), o, atol=1e-5)  # the scale of g does not matter
 
 
+@pytest.mark.parametrize("shape", [(12, 40), (40, 12), (32, 32)])
+def test_orthogonalize_in_bf16_returns_the_input_dtype_close_to_fp32(
+    shape: tuple[int, int],
+) -> None:
+    torch.manual_seed(0)
+    g = torch.randn(*shape)
+    low, full = orthogonalize(g, dtype=torch.bfloat16), orthogonalize(g)
+    assert low.dtype == torch.float32 and low.shape == g.shape
+    cos = (low * full).sum() / (low.norm() * full.norm())
+    assert cos > 0.999 and (low - full).abs().max() < 0.05
+
+
+def test_a_bf16_muon_steps_like_the_fp32_one() -> None:
+    ws = [torch.nn.Parameter(torch.ones(16, 48)) for _ in range(2)]
+    opts = [
+        Muon(
+            [{"params": [w], "weight_decay": 0.0, "muon": True}], 0.01, (0.9, 0.99), 3.0, ns_dtype=d
+        )
+        for w, d in zip(ws, (torch.float32, torch.bfloat16), strict=True)
+    ]
+    g = torch.randn(16, 48)
+    for w, opt in zip(ws, opts, strict=True):
+        w.grad = g.clone()
+        opt.step()
+    assert ws[1].dtype == torch.float32 and opts[1].state[ws[1]]["momentum"].dtype == torch.float32
+    assert torch.allclose(ws[0], ws[1], atol=2e-3) and not torch.equal(ws[0], ws[1])
+
+
 def test_orthogonalize_of_zero_is_zero() -> None:
     assert torch.equal(orthogonalize(torch.zeros(4, 6)), torch.zeros(4, 6))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,13 +44,46 @@ def test_missing_backends_and_bad_names_are_one_line_errors(
         runtime.pick_device("gpu")
 
 
-def test_amp_choice_on_cpu() -> None:
+@pytest.mark.parametrize(("native", "auto"), [("0", None), ("1", torch.bfloat16)])
+def test_amp_choice_on_cpu_follows_native_bf16_and_explicit_values_win(
+    monkeypatch: pytest.MonkeyPatch, native: str, auto: torch.dtype | None
+) -> None:
+    monkeypatch.setenv(runtime.CPU_BF16_ENV, native)
     cpu = torch.device("cpu")
-    assert runtime.pick_amp("auto", cpu) is None
+    assert runtime.pick_amp("auto", cpu) is auto
+    assert runtime.newton_schulz_dtype(cpu, auto) == (auto or torch.float32)
     assert runtime.pick_amp("off", cpu) is None
     assert runtime.pick_amp("bf16", cpu) is torch.bfloat16
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         runtime.pick_amp("fp16", cpu)
+
+
+def test_gpu_runs_keep_fp32_newton_schulz() -> None:
+    cuda = torch.device("cuda")
+    assert runtime.newton_schulz_dtype(cuda, torch.bfloat16) == torch.float32
+    assert runtime.newton_schulz_dtype(cuda, torch.float16) == torch.float32
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(runtime.CPU_BF16_ENV, raising=False)
+    info = tmp_path / "cpuinfo"
+    for flags, want in [
+        ("fpu avx2 avx512f", False),
+        ("avx512f avx512_bf16", True),
+        ("amx_bf16", True),
+    ]:
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\nbugs\t\t: avx512_bf16\n")
+        assert runtime.cpu_has_bf16(str(info)) is want  # the flags line only, whole words
+    info.write_text("flags\t\t: avx512_bf16x\n")
+    assert runtime.cpu_has_bf16(str(info)) is False
+    assert runtime.cpu_has_bf16(str(tmp_path / "none")) is False  # no /proc (macOS, Windows)
+    monkeypatch.setenv(runtime.CPU_BF16_ENV, "1")
+    assert runtime.cpu_has_bf16(str(tmp_path / "none")) is True
+    monkeypatch.setenv(runtime.CPU_BF16_ENV, "yes")
+    with pytest.raises(UserError, match="LLM_TINY_CPU_BF16 must be 0 or 1, got 'yes'"):
+        runtime.cpu_has_bf16()
 
 
 def test_autocast_computes_in_the_dtype_asked() -> None:

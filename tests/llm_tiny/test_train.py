@@ -23,6 +23,7 @@ from llm_tiny.errors import Diverged, RunError, UserError
 from llm_tiny.eval import main as eval_main
 from llm_tiny.files import RunLock
 from llm_tiny.runlog import LOG_FIELDS, read_log
+from llm_tiny.runtime import CPU_BF16_ENV
 from llm_tiny.sample import main as sample_main
 from llm_tiny.train import Hooks, Trainer, run_training
 from llm_tiny.train import main as train_main
@@ -98,17 +99,24 @@ def test_metrics_returned_in_process(tiny_cfg: Callable[..., Config]) -> None:
 
 
 # mid log window / right at an eval; Muon's momentum must resume too
-@pytest.mark.parametrize("stop_step,optimizer", [(11, "adamw"), (16, "adamw"), (13, "muon")])
+# CPU bf16 on: autocast, the dropout masks from random bits and bf16 Newton-Schulz resume exactly too
+@pytest.mark.parametrize(
+    "stop_step,optimizer,bf16",
+    [(11, "adamw", "0"), (16, "adamw", "1"), (13, "muon", "0"), (13, "muon", "1")],
+)
 def test_resume_after_ctrl_c_is_bit_exact(
     tiny_args: Args,
     tmp_path: Path,
     stop_step: int,
     optimizer: str,
+    bf16: str,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, bf16)
     extra = ("train.max_steps=24", "train.eval_interval=8", "train.log_interval=4")
     extra += ("model.dropout=0.1",)  # dropout draws from the torch RNG, which must resume too
-    extra += (f"train.optimizer={optimizer}",)
+    extra += (f"train.optimizer={optimizer}", "train.amp=auto")
     assert train_main(tiny_args(*extra, run="straight")) == 0
 
     path, *overrides = tiny_args(*extra, run="stopped")
