@@ -22,12 +22,17 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "ckpt_last.pt")["model"]
 
 
+def train_each(tiny_args: Args, native: str, monkeypatch: pytest.MonkeyPatch, *amps: str) -> None:
+    """One run per train.amp value, in a folder of that name, on a CPU said to have native bf16 or not."""
+    monkeypatch.setenv(CPU_BF16_ENV, native)
+    for amp in amps:
+        assert train_main(tiny_args(*RUN, f"train.amp={amp}", run=amp)) == 0
+
+
 def test_without_native_bf16_auto_is_the_fp32_run_bit_for_bit(
     tiny_args: Args, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(CPU_BF16_ENV, "0")
-    assert train_main(tiny_args(*RUN, "train.amp=auto", run="auto")) == 0
-    assert train_main(tiny_args(*RUN, "train.amp=off", run="off")) == 0
+    train_each(tiny_args, "0", monkeypatch, "auto", "off")
     assert rows(tmp_path / "auto") == rows(tmp_path / "off")
     assert_same_state(tmp_path / "auto" / "ckpt_last.pt", tmp_path / "off" / "ckpt_last.pt")
 
@@ -35,10 +40,7 @@ def test_without_native_bf16_auto_is_the_fp32_run_bit_for_bit(
 def test_with_native_bf16_auto_is_bf16_with_fp32_weights_and_state(
     tiny_args: Args, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(CPU_BF16_ENV, "1")
-    assert train_main(tiny_args(*RUN, "train.amp=auto", run="auto")) == 0
-    assert train_main(tiny_args(*RUN, "train.amp=bf16", run="bf16")) == 0
-    assert train_main(tiny_args(*RUN, "train.amp=off", run="off")) == 0
+    train_each(tiny_args, "1", monkeypatch, "auto", "bf16", "off")
     assert_same_state(tmp_path / "auto" / "ckpt_last.pt", tmp_path / "bf16" / "ckpt_last.pt")
     low, full = weights(tmp_path / "auto"), weights(tmp_path / "off")
     assert all(t.dtype == torch.float32 for t in low.values())
