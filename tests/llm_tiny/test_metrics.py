@@ -130,7 +130,9 @@ def test_peak_rss_counts_this_process_and_with_children_its_largest_finished_chi
     assert 10 < before <= with_kids
     # >= rather than a rise over `before`: Linux hands a child its parent's high-water mark at fork
     assert grown >= 512  # the 512 MiB, all resident at once
-    assert kids >= 200  # the largest finished child's peak: the 200 MiB one (or an inherited higher)
+    assert (
+        kids >= 200
+    )  # the largest finished child's peak: the 200 MiB one (or an inherited higher)
     # Linux lets a process reset its mark (to now, or to what it inherited if that is higher)
     if out[4] == "True" and before < grown - 256:
         assert float(out[5]) < grown - 256  # the 512 MiB is forgotten
