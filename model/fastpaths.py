@@ -18,9 +18,10 @@ from torch import Tensor
 LEVELS = 1 << 16  # a keep test on 16 random bits: the drop probability is p to within 1 / 2^17
 
 
-def cpu_autocast() -> bool:
-    """True inside a CPU autocast region (the bf16 runs `llm_tiny.runtime` chose for this CPU)."""
-    return torch.is_autocast_enabled("cpu")
+def cpu_autocast(x: Tensor) -> bool:
+    """Whether x is a CPU tensor inside a CPU autocast region (the bf16 runs `llm_tiny.runtime`
+    chose for this CPU): the one test both fast paths take."""
+    return x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
 
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device) -> Tensor:
@@ -41,7 +42,7 @@ class Dropout(nn.Dropout):
     none single-threaded); kept entries are scaled by 1 / (1 - p) as usual."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and self.p > 0 and x.device.type == "cpu" and cpu_autocast()):
+        if not (self.training and self.p > 0 and cpu_autocast(x)):
             return super().forward(x)
         scale = keep_mask(x.shape, self.p, x.device).to(x.dtype).mul_(1.0 / (1.0 - self.p))
         return x * scale
@@ -49,7 +50,7 @@ class Dropout(nn.Dropout):
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, **kw: object) -> Tensor:
     """F.scaled_dot_product_attention, in fp32 under CPU autocast (bf16 attention is slower there)."""
-    if q.device.type != "cpu" or not cpu_autocast():
+    if not cpu_autocast(q):
         return F.scaled_dot_product_attention(q, k, v, **kw)  # type: ignore[arg-type]
     with torch.autocast("cpu", enabled=False):
         return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kw)  # type: ignore[arg-type]

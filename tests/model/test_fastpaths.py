@@ -61,9 +61,12 @@ def test_dropout_outside_cpu_autocast_is_torchs_own_bit_for_bit() -> None:
 def test_dropout_under_cpu_autocast_zeroes_or_scales_and_passes_the_same_mask_back() -> None:
     x = torch.randn(8, 64, 32, requires_grad=True)
     d = Dropout(0.25)
+    torch.manual_seed(3)
     with bf16():
         y = d(x)
     kept = y != 0
+    torch.manual_seed(3)
+    assert torch.equal(kept, keep_mask(x.shape, 0.25, CPU))  # the random-bit mask, not bernoulli_
     assert torch.allclose(y[kept], x[kept] / 0.75)
     assert 0.7 < kept.float().mean().item() < 0.8
     y.sum().backward()
