@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 import shutil
 import subprocess
@@ -109,8 +110,11 @@ def run(blocks: list[Block], workdir: Path) -> list[list[list[str]]]:
             script.append(f"printf '\\n{MARK} {b} {s}\\n'; (exit $__status)")
             script.append(f"{cmd} 2>&1; __status=$?")
     script.append(f"printf '\\n{MARK} end\\n'")
+    # a user's fresh shell: under `make check-readme`, an inherited MAKELEVEL would make every
+    # `make` in the README print "Entering directory" lines the reader never sees
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     proc = subprocess.run(
-        ["bash", "-c", "\n".join(script)], cwd=workdir, capture_output=True, text=True
+        ["bash", "-c", "\n".join(script)], cwd=workdir, capture_output=True, text=True, env=env
     )
     outputs: list[list[list[str]]] = [[[] for _ in b.steps] for b in blocks]
     where: tuple[int, int] | None = None
