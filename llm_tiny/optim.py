@@ -69,17 +69,18 @@ def orthogonalize(
 
     A quintic Newton-Schulz iteration x <- a x + (b s + c s^2) x with s = x x^T, started from g over
     its Frobenius norm (so all singular values are <= 1). The coefficients (Keller Jordan's, for
-    Muon) trade exact convergence to 1 for a fast rise of small singular values in 5 steps. It
-    iterates in `dtype` (default g's) and returns g's dtype.
+    Muon) trade exact convergence to 1 for a fast rise of small singular values in 5 steps. `g` may
+    be a stack of matrices (..., rows, cols), each orthogonalized on its own in one batched product.
+    It iterates in `dtype` (default g's) and returns g's dtype.
     """
     a, b, c = 3.4445, -4.7750, 2.0315
-    wide = g.size(0) <= g.size(1)
-    x = (g if wide else g.T).to(dtype or g.dtype)  # the side where s = x x^T is the smaller square
-    x = x / (x.norm() + 1e-7)
+    wide = g.size(-2) <= g.size(-1)
+    x = (g if wide else g.mT).to(dtype or g.dtype)  # the side where s = x x^T is the smaller square
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
-        s = x @ x.T
+        s = x @ x.mT
         x = a * x + (b * s + c * s @ s) @ x
-    return (x if wide else x.T).to(g.dtype)
+    return (x if wide else x.mT).to(g.dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -107,10 +108,12 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient. Muon's matrices of one shape are
+        orthogonalized together, as one stack (a few large products instead of many small ones)."""
         (b1, b2), mu = self.betas, self.momentum
         for group in self.param_groups:
             lr, wd = group["lr"], group["weight_decay"]
+            same_shape: dict[torch.Size, list[tuple[nn.Parameter, torch.Tensor]]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -119,11 +122,7 @@ class Muon(torch.optim.Optimizer):
                 if group.get("muon"):
                     buf = st.setdefault("momentum", torch.zeros_like(p))
                     buf.lerp_(g, 1 - mu)
-                    scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
-                    p.add_(
-                        orthogonalize(g.lerp(buf, mu), dtype=self.ns_dtype),
-                        alpha=-lr * self.muon_ratio * scale,
-                    )
+                    same_shape.setdefault(p.shape, []).append((p, g.lerp(buf, mu)))
                     continue
                 m = st.setdefault("exp_avg", torch.zeros_like(p))
                 v = st.setdefault("exp_avg_sq", torch.zeros_like(p))
@@ -132,6 +131,11 @@ class Muon(torch.optim.Optimizer):
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
                 denom = (v / (1 - b2**k)).sqrt_().add_(self.eps)
                 p.addcdiv_(m, denom, value=-lr / (1 - b1**k))
+            for (rows, cols), pairs in same_shape.items():
+                updates = orthogonalize(torch.stack([u for _, u in pairs]), dtype=self.ns_dtype)
+                alpha = -lr * self.muon_ratio * max(1.0, rows / cols) ** 0.5
+                for (p, _), u in zip(pairs, updates, strict=True):
+                    p.add_(u, alpha=alpha)
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

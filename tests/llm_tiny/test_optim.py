@@ -134,6 +134,37 @@ def test_a_bf16_muon_steps_like_the_fp32_one() -> None:
     assert torch.allclose(ws[0], ws[1], atol=2e-3) and not torch.equal(ws[0], ws[1])
 
 
+@pytest.mark.parametrize("shape", [(3, 16, 48), (2, 48, 16), (2, 2, 8, 8)])
+def test_a_stack_of_matrices_is_orthogonalized_one_by_one(shape: tuple[int, ...]) -> None:
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape)))
+    g[0] *= 1e3  # each matrix is normalized by its own norm, not the stack's
+    o = orthogonalize(g)
+    one_by_one = torch.stack([orthogonalize(m) for m in g.flatten(0, -3)]).view(shape)
+    assert torch.allclose(o, one_by_one, atol=1e-6)
+
+
+def test_muon_orthogonalizes_same_shaped_matrices_apart() -> None:
+    torch.manual_seed(0)
+    ws = [torch.nn.Parameter(torch.randn(12, 4)) for _ in range(3)] + [
+        torch.nn.Parameter(torch.randn(4, 12))
+    ]
+    alone = [torch.nn.Parameter(w.detach().clone()) for w in ws]
+    together = Muon([{"params": ws, "weight_decay": 0.1, "muon": True}], 0.01, (0.9, 0.99), 3.0)
+    apart = [
+        Muon([{"params": [w], "weight_decay": 0.1, "muon": True}], 0.01, (0.9, 0.99), 3.0)
+        for w in alone
+    ]
+    for _ in range(3):
+        for w, w2 in zip(ws, alone, strict=True):
+            w.grad = torch.randn_like(w)
+            w2.grad = w.grad.clone()
+        together.step()
+        for opt in apart:
+            opt.step()
+    for w, w2 in zip(ws, alone, strict=True):
+        assert torch.allclose(w, w2, atol=1e-6)
+
+
 def test_orthogonalize_of_zero_is_zero() -> None:
     assert torch.equal(orthogonalize(torch.zeros(4, 6)), torch.zeros(4, 6))
 
