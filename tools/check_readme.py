@@ -7,9 +7,10 @@
 A console block is a ```console fence; `$ ` starts a command, the lines after it are its output. A line "..."
 stands for any number of lines. The comment line just before a fence may mark it:
 `<!-- check: slow -->` (run only with --all) or `<!-- check: skip -->` (machine-dependent, never run). Wall-clock
-figures (seconds, MB of memory, tokens per second, load averages) are masked before comparing, so a block passes
-on any machine that computes the same thing. Commands run in the README's order in one scratch copy of the
-tracked files, so a block may use what an earlier one wrote. Exit code 1 when a block differs.
+figures (seconds, MB of memory, tokens per second, load averages) are masked and the trainer's heartbeat lines
+dropped before comparing, so a block passes on any machine that computes the same thing. Commands run in the
+README's order in one scratch copy of the tracked files, so a block may use what an earlier one wrote. Exit code 1
+when a block differs.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ VOLATILE = [
     (re.compile(r"load average [\d.]+"), "load average <n>"),
 ]
 TIME_COLUMNS = {"seconds", "elapsed_s", "tokens_per_s"}
+# the trainer's heartbeat (llm_tiny.heartbeat): printed or not depending on how fast this machine is
+HEARTBEAT = re.compile(r"step \d+: [\d.]+ s per step, next log row |.+: \d+ of \d+ batches done, ~")
 
 
 @dataclass
@@ -128,7 +131,7 @@ def run(blocks: list[Block], workdir: Path) -> list[list[list[str]]]:
             word = line.split()[1:]
             where = None if word == ["end"] else (int(word[0]), int(word[1]))
             outs = outputs[where[0]][where[1]] if where else []
-        elif where is not None:
+        elif where is not None and not HEARTBEAT.match(line):
             outs.append(line)
     return outputs
 

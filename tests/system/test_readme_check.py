@@ -63,3 +63,13 @@ def test_commands_run_in_order_and_exit_codes_reach_echo(tmp_path: Path) -> None
     )
     (tmp_path / "f").write_text("hi\n")
     assert check.run(blocks, tmp_path) == [[["x"], [], ["1"], ["hi"]]]
+
+
+def test_heartbeat_lines_are_left_out_of_the_output(tmp_path: Path) -> None:
+    lines = [
+        "step 4: 7.8 s per step, next log row at step 5 (~8 s)",
+        "eval, step 10: 1 of 4 batches done, ~6 s to go",
+        "step 5: val loss 8.9906, bpb 4.1291, train loss 9.9479",
+    ]
+    blocks = check.parse(["```console", "$ printf '" + "\\n".join(lines) + "\\n'", "```"])
+    assert check.run(blocks, tmp_path) == [[[lines[2]]]]
