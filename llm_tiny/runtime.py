@@ -76,6 +76,20 @@ CPU_BF16_ENV = "LLM_TINY_CPU_BF16"  # 1 or 0: say whether this CPU computes bf16
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 
 
+def cpuinfo_field(key: str, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first `key : value` line of Linux's /proc/cpuinfo (e.g. "model name",
+    "flags"), or None where there is no such file or line (macOS, Windows)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                name, sep, value = line.partition(":")
+                if sep and name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU does bf16 arithmetic in hardware (AVX512-BF16 or AMX), by its Linux flags,
     unless LLM_TINY_CPU_BF16=1/0 says so. Elsewhere (no /proc/cpuinfo) False: fp32 stays the safe
@@ -85,11 +99,7 @@ def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
         if forced not in ("0", "1"):
             raise UserError(f"{CPU_BF16_ENV} must be 0 or 1, got {forced!r}")
         return forced == "1"
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
+    flags = (cpuinfo_field("flags", cpuinfo) or "").split()
     return any(f in flags for f in CPU_BF16_FLAGS)
 
 

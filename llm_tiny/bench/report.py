@@ -6,7 +6,6 @@ The figures come measured (`llm_tiny.bench.model`); here they are only laid out,
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import platform
@@ -18,6 +17,7 @@ import torch
 
 from llm_tiny.bench.options import Settings
 from llm_tiny.bench.peak import PROBE_SIZES, mfu, peak_tflops
+from llm_tiny.runtime import cpuinfo_field
 from llm_tiny.table import markdown_table
 
 COLUMNS = (
@@ -109,12 +109,7 @@ def device_description(device: torch.device) -> str:
     """A short name for the machine: GPU model, or CPU model with core and thread counts."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
     return f"CPU {cpu}, {os.cpu_count()} cores"
 
 

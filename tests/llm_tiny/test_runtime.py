@@ -86,6 +86,17 @@ def test_native_bf16_is_read_from_the_cpu_flags(
         runtime.cpu_has_bf16()
 
 
+def test_a_cpuinfo_field_is_the_first_line_of_that_name(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nmodel\t\t: 17\nmodel name\t: other\n"
+    )
+    assert runtime.cpuinfo_field("model name", str(info)) == "AMD EPYC 9R14"
+    assert runtime.cpuinfo_field("model", str(info)) == "17"  # the whole name, not a prefix
+    assert runtime.cpuinfo_field("flags", str(info)) is None
+    assert runtime.cpuinfo_field("model name", str(tmp_path / "none")) is None
+
+
 def test_autocast_computes_in_the_dtype_asked() -> None:
     cpu, a = torch.device("cpu"), torch.ones(4, 4)
     with runtime.autocast(cpu, torch.bfloat16):

@@ -103,4 +103,5 @@ def test_a_bf16_step_of_the_model_matches_fp32_closely(attn: str) -> None:
         _, low = model(x, x)
     assert low is not None and fp32 is not None
     assert low.dtype == torch.float32  # the loss is fp32 under autocast
+    assert low.item() != fp32.item()  # autocast did compute in bf16
     assert abs(low.item() - fp32.item()) < 0.02 * fp32.item()
