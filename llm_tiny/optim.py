@@ -83,6 +83,12 @@ def orthogonalize(
     return (x if wide else x.mT).to(g.dtype)
 
 
+# Muon's same-shaped matrices are orthogonalized in stacks of up to this many entries (16 MB in fp32):
+# stacking pays for small matrices, whose products alone leave the cores idle, while large ones already
+# fill them, and the bound keeps a large model's step memory what it was one matrix at a time.
+STACK_ENTRIES = 1 << 22
+
+
 class Muon(torch.optim.Optimizer):
     """Muon for the groups flagged "muon" (the hidden matrices), AdamW for the others.
 
@@ -109,11 +115,12 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
         """One update of every parameter that has a gradient. Muon's matrices of one shape are
-        orthogonalized together, as one stack (a few large products instead of many small ones)."""
+        orthogonalized together, in stacks of up to STACK_ENTRIES entries (a few batched products
+        instead of many small ones)."""
         (b1, b2), mu = self.betas, self.momentum
         for group in self.param_groups:
             lr, wd = group["lr"], group["weight_decay"]
-            same_shape: dict[torch.Size, list[tuple[nn.Parameter, torch.Tensor]]] = {}
+            same_shape: dict[torch.Size, list[nn.Parameter]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -122,7 +129,7 @@ class Muon(torch.optim.Optimizer):
                 if group.get("muon"):
                     buf = st.setdefault("momentum", torch.zeros_like(p))
                     buf.lerp_(g, 1 - mu)
-                    same_shape.setdefault(p.shape, []).append((p, g.lerp(buf, mu)))
+                    same_shape.setdefault(p.shape, []).append(p)
                     continue
                 m = st.setdefault("exp_avg", torch.zeros_like(p))
                 v = st.setdefault("exp_avg_sq", torch.zeros_like(p))
@@ -131,11 +138,22 @@ class Muon(torch.optim.Optimizer):
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
                 denom = (v / (1 - b2**k)).sqrt_().add_(self.eps)
                 p.addcdiv_(m, denom, value=-lr / (1 - b1**k))
-            for (rows, cols), pairs in same_shape.items():
-                updates = orthogonalize(torch.stack([u for _, u in pairs]), dtype=self.ns_dtype)
-                alpha = -lr * self.muon_ratio * max(1.0, rows / cols) ** 0.5
-                for (p, _), u in zip(pairs, updates, strict=True):
-                    p.add_(u, alpha=alpha)
+            for (rows, cols), same in same_shape.items():
+                per_stack = max(1, STACK_ENTRIES // (rows * cols))
+                for k in range(0, len(same), per_stack):  # one bounded stack at a time in memory
+                    self._muon_update(same[k : k + per_stack], -lr * self.muon_ratio)
+
+    def _muon_update(self, ps: list[nn.Parameter], rate: float) -> None:
+        """Add the orthogonalized Nesterov momentum of same-shaped matrices ps, orthogonalized as one
+        stack, at `rate` times sqrt(max(1, rows / cols))."""
+        rows, cols = ps[0].shape
+        nesterov = torch.empty((len(ps), rows, cols), dtype=ps[0].dtype, device=ps[0].device)
+        for p, out in zip(ps, nesterov, strict=True):
+            assert p.grad is not None
+            torch.lerp(p.grad, self.state[p]["momentum"], self.momentum, out=out)
+        updates = orthogonalize(nesterov, dtype=self.ns_dtype)
+        for p, u in zip(ps, updates, strict=True):
+            p.add_(u, alpha=rate * max(1.0, rows / cols) ** 0.5)
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

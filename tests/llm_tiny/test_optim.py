@@ -9,6 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from llm_tiny import optim
 from llm_tiny.optim import Muon, build_optimizer, lr_at, orthogonalize, param_groups
 from model.gpt import GPTConfig, TinyGPT
 
@@ -143,7 +144,12 @@ def test_a_stack_of_matrices_is_orthogonalized_one_by_one(shape: tuple[int, ...]
     assert torch.allclose(o, one_by_one, atol=1e-6)
 
 
-def test_muon_orthogonalizes_same_shaped_matrices_apart() -> None:
+# the default (one stack of 3), a stack of 2 then 1, one by one
+@pytest.mark.parametrize("stack_entries", [1 << 22, 100, 48])
+def test_muon_orthogonalizes_same_shaped_matrices_apart(
+    stack_entries: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(optim, "STACK_ENTRIES", stack_entries)
     torch.manual_seed(0)
     ws = [torch.nn.Parameter(torch.randn(12, 4)) for _ in range(3)] + [
         torch.nn.Parameter(torch.randn(4, 12))
